@@ -1,0 +1,29 @@
+"""Data: manifests, Kaldi import, dynamic batching and the speech dataset.
+
+    utterances = read_manifest("data/train.jsonl")
+    dataset = SpeechDataset(utterances, FeatureExtractor(config), tokenizer, speed_factors=(0.9, 1.0, 1.1))
+    sampler = DynamicBatchSampler([u.duration for u in utterances], max_seconds=300)
+    loader = make_dataloader(dataset, sampler, num_workers=2)
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch); dataset.set_epoch(epoch)
+        for batch in loader: ...
+"""
+
+from asr.data.dataset import IGNORE_ID, Batch, SpeechDataset, collate, make_dataloader
+from asr.data.kaldi import import_kaldi_dir
+from asr.data.manifest import ManifestError, Utterance, read_manifest, write_manifest
+from asr.data.sampler import DynamicBatchSampler
+
+__all__ = [
+    "IGNORE_ID",
+    "Batch",
+    "DynamicBatchSampler",
+    "ManifestError",
+    "SpeechDataset",
+    "Utterance",
+    "collate",
+    "import_kaldi_dir",
+    "make_dataloader",
+    "read_manifest",
+    "write_manifest",
+]
