@@ -1,0 +1,96 @@
+"""Convolutional front-ends that shorten the feature sequence before the encoder (as in WeNet/ESPnet).
+
+Convolutions use no padding, so an output frame only sees input frames inside the utterance:
+`output_lengths` follows the conv arithmetic exactly and padded frames never leak into valid ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class Conv2dSubsampling(nn.Module):
+    """Stack of 2-D convolutions (each followed by ReLU) over (time, frequency), then Linear to d_model.
+
+    Subclasses set `convs`: (kernel, stride) per convolution, applied to both axes.
+    feats (B, T, F) -> (B, T', d_model) with T' = output_lengths(T).
+    """
+
+    convs: tuple[tuple[int, int], ...] = ()
+
+    def __init__(self, input_dim: int, d_model: int, channels: int = 0):
+        super().__init__()
+        channels = channels or d_model
+        layers: list[nn.Module] = []
+        in_channels, freq = 1, input_dim
+        for kernel, stride in self.convs:
+            layers += [nn.Conv2d(in_channels, channels, kernel, stride), nn.ReLU()]
+            in_channels, freq = channels, (freq - kernel) // stride + 1
+        if freq < 1:
+            raise ValueError(f"{type(self).__name__}: input_dim={input_dim} is too small for its convolutions "
+                             f"(needs at least {self._min_length()} feature bins)")
+        self.conv = nn.Sequential(*layers)
+        self.out = nn.Linear(channels * freq, d_model)
+
+    @property
+    def rate(self) -> int:
+        """Frames in per frame out (4, 6 or 8)."""
+        return math.prod(stride for _, stride in self.convs)
+
+    @property
+    def min_input_length(self) -> int:
+        """The fewest input frames that give one output frame."""
+        return self._min_length()
+
+    @classmethod
+    def _min_length(cls) -> int:
+        # Walk back from one output frame: a conv needs (n - 1) * stride + kernel inputs for n outputs.
+        length = 1
+        for kernel, stride in reversed(cls.convs):
+            length = (length - 1) * stride + kernel
+        return length
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """lengths (B,) -> (B,) frames after subsampling (0 for inputs shorter than min_input_length)."""
+        for kernel, stride in self.convs:
+            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+            lengths = lengths.clamp(min=0)
+        return lengths
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """feats (B, T, F), lengths (B,) -> (x (B, T', d_model), lengths (B,))."""
+        if feats.size(1) < self.min_input_length:
+            raise ValueError(f"{type(self).__name__} needs at least {self.min_input_length} frames, "
+                             f"got a batch of {feats.size(1)}")
+        x = self.conv(feats.unsqueeze(1))  # (B, C, T', F')
+        batch, channels, frames, freq = x.shape
+        x = self.out(x.transpose(1, 2).reshape(batch, frames, channels * freq))
+        return x, self.output_lengths(lengths)
+
+
+class Conv2dSubsampling4(Conv2dSubsampling):
+    """x4: two 3x3 stride-2 convolutions."""
+
+    convs = ((3, 2), (3, 2))
+
+
+class Conv2dSubsampling6(Conv2dSubsampling):
+    """x6: a 3x3 stride-2 then a 5x5 stride-3 convolution."""
+
+    convs = ((3, 2), (5, 3))
+
+
+class Conv2dSubsampling8(Conv2dSubsampling):
+    """x8: three 3x3 stride-2 convolutions."""
+
+    convs = ((3, 2), (3, 2), (3, 2))
+
+
+SUBSAMPLING: dict[str, type[Conv2dSubsampling]] = {
+    "conv2d4": Conv2dSubsampling4,
+    "conv2d6": Conv2dSubsampling6,
+    "conv2d8": Conv2dSubsampling8,
+}
