@@ -15,6 +15,11 @@ _LAZY = {
     "FeatureExtractor": "asr.features",
     "load_tokenizer": "asr.text",
     "read_manifest": "asr.data",
+    "train_tokenizer": "asr.text",
+    "load_model": "asr.model.io",
+    "SpeechModel": "asr.model.io",
+    "DecodeOptions": "asr.decode.options",
+    "DecodeResult": "asr.decode.options",
 }
 
 

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
 
+from asr.fileio import write_json
+
 FEATURE_KINDS = ("logmel", "fbank")
 
 
@@ -213,10 +215,7 @@ class CMVNStats:
         return stats
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict()))
-        os.replace(tmp, path)
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CMVNStats:

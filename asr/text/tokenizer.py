@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from asr.fileio import write_json
 from asr.text.normalize import TextNormalizer
 
 SPECIAL_TOKENS = ("<blank>", "<unk>", "<sos>", "<eos>", "<pad>")
@@ -97,7 +97,7 @@ class Tokenizer(ABC):
             "normalizer": self.normalizer.to_dict(),
             **self._save_files(directory),
         }
-        _atomic_write_text(directory / TOKENIZER_FILE, json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
+        write_json(directory / TOKENIZER_FILE, meta)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, extra_tokens={list(self.extra_tokens)})"
@@ -188,9 +188,3 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
     except KeyError as error:
         raise ValueError(f"load_tokenizer: {path}: missing field {error}") from None
     raise ValueError(f"load_tokenizer: {path}: unknown kind {kind!r}")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(text)
-    os.replace(f.name, path)

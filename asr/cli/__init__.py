@@ -1,0 +1,1 @@
+"""Command-line entry points: asr-run (Hydra recipes), asr-transcribe, asr-wer."""

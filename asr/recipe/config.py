@@ -1,0 +1,127 @@
+"""The experiment config: Hydra's resolved dict, turned into typed dataclasses at the edge.
+
+Stages (asr/recipe/stages.py) only ever see an ExperimentConfig; no library module reads Hydra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asr.decode.options import DecodeOptions
+from asr.features import FeatureConfig
+from asr.text import TextNormalizer
+from asr.train.config import OptimConfig, TrainerConfig
+from asr.typed_config import from_dict
+
+STAGES = ("prepare", "tokenizer", "train", "average", "decode", "score")
+TASKS = ("asr", "st")
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    """kind: char | bpe | unigram; vocab_size counts every id (bpe/unigram only)."""
+
+    kind: str = "char"
+    vocab_size: int = 0
+    normalizer: TextNormalizer = TextNormalizer()
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the manifests are and how they become batches. Manifests: {dir}/{name}.jsonl."""
+
+    dir: str = "data/corpus"
+    root: str | None = None
+    train: str = "train"
+    valid: str = "dev"
+    test: tuple[str, ...] = ("test",)
+    source_lang: str = "en"
+    target_lang: str = "de"
+    features: FeatureConfig = FeatureConfig()
+    tokenizer: TokenizerSettings = TokenizerSettings()
+    speed_perturb: tuple[float, ...] = ()
+    cmvn_utts: int = 1000
+    max_seconds: float = 120.0
+    max_batch_size: int = 0
+    num_buckets: int = 10
+
+    def manifest(self, name: str) -> Path:
+        return Path(self.dir) / f"{name}.jsonl"
+
+
+@dataclass(frozen=True)
+class AverageConfig:
+    """Average the `num` best (by the trainer's best_metric) or last checkpoints into the model."""
+
+    num: int = 5
+    by: str = "best"
+
+    def __post_init__(self) -> None:
+        if self.num < 1 or self.by not in ("best", "last"):
+            raise ValueError(f"average: num must be >= 1 and by 'best' or 'last', got num={self.num}, by={self.by!r}")
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """name: the recipe; stages: its default stage list; prepare: {"kind": preparer, **its arguments}.
+
+    tiny (mode=tiny): prepare with `tiny_prepare` merged over `prepare`, for smoke runs and tests.
+    """
+
+    name: str
+    stages: tuple[str, ...] = STAGES
+    prepare: dict[str, Any] = field(default_factory=dict)
+    tiny_prepare: dict[str, Any] = field(default_factory=dict)
+    tiny: bool = False
+
+    @property
+    def prepare_settings(self) -> dict[str, Any]:
+        return {**self.prepare, **self.tiny_prepare} if self.tiny else dict(self.prepare)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    recipe: RecipeConfig
+    task: str = "asr"
+    exp_dir: str = "exp/run"
+    stages: tuple[str, ...] = STAGES
+    data: DataConfig = DataConfig()
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig minus vocab_size/input_dim
+    optim: OptimConfig = OptimConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    decode: DecodeOptions = DecodeOptions()
+    decode_batch_seconds: float = 300.0
+    average: AverageConfig = AverageConfig()
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task={self.task!r}: expected one of {TASKS}")
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"stages: unknown stage(s) {unknown}; stages are {list(STAGES)}")
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.exp_dir) / "model"
+
+    @property
+    def prefix_tokens(self) -> tuple[str, ...]:
+        """Forced decoder prefix: <asr>, or <st><target_lang> for translation."""
+        return ("<asr>",) if self.task == "asr" else ("<st>", f"<{self.data.target_lang}>")
+
+    @property
+    def decode_options(self) -> DecodeOptions:
+        target = self.data.target_lang if self.task == "st" else None
+        return self.decode.replace(task=self.task, target_lang=target)
+
+    @classmethod
+    def from_hydra(cls, values: dict[str, Any]) -> ExperimentConfig:
+        """`values`: the resolved Hydra config as plain containers. `stage` (one stage) wins over `stages`."""
+        values = dict(values)
+        stage = values.pop("stage", None)
+        values.pop("hydra", None)
+        if stage is not None:
+            values["stages"] = [stage]
+        return from_dict(cls, values, where="config")
