@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -67,11 +67,9 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> FeatureConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"FeatureConfig: unknown field(s) {unknown}; valid fields are {sorted(known)}")
-        return cls(**values)
+        from asr.typed_config import from_dict
+
+        return from_dict(cls, values)
 
 
 class FeatureExtractor(nn.Module):

@@ -27,7 +27,8 @@ def from_dict(cls: type[T], values: Any, where: str | None = None) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = [key for key in values if key not in fields]
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {', '.join(fields)}")
+        keys = f"key {unknown[0]!r}" if len(unknown) == 1 else f"keys {unknown}"
+        raise ValueError(f"{where}: unknown {keys}; valid keys are {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in values.items()}
     try:

@@ -72,7 +72,7 @@ def test_config_validation_and_round_trip():
         FeatureConfig(kind="mfcc")
     with pytest.raises(ValueError, match="n_fft"):
         FeatureConfig(win_ms=50, n_fft=512)
-    with pytest.raises(ValueError, match="unknown field"):
+    with pytest.raises(ValueError, match="unknown key .n_mel."):
         FeatureConfig.from_dict({"n_mel": 40})
     config = FeatureConfig(n_mels=40, sample_rate=8000, n_fft=256)
     assert FeatureConfig.from_dict(config.to_dict()) == config

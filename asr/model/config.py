@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from asr.features import SpecAugmentConfig
 from asr.text.tokenizer import BLANK_ID, EOS_ID, IGNORE_ID, PAD_ID, SOS_ID  # fixed in every tokenizer
+from asr.typed_config import from_dict
 
 __all__ = ["BLANK_ID", "EOS_ID", "IGNORE_ID", "PAD_ID", "SOS_ID", "DecoderConfig", "EncoderConfig", "ModelConfig"]
 
@@ -49,7 +50,7 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> EncoderConfig:
-        return _from_dict(cls, values)
+        return from_dict(cls, values)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class DecoderConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DecoderConfig:
-        return _from_dict(cls, values)
+        return from_dict(cls, values)
 
 
 @dataclass(frozen=True)
@@ -117,32 +118,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
-        values = dict(_as_mapping(values, cls.__name__))
-        nested = {"encoder": EncoderConfig, "decoder": DecoderConfig, "specaug": SpecAugmentConfig}
-        for key, sub_cls in nested.items():
-            value = values.get(key)
-            if isinstance(value, Mapping):
-                values[key] = _from_dict(sub_cls, value, where=f"{cls.__name__}.{key}")
-        return _from_dict(cls, values)
-
-
-def _from_dict(cls: type[T], values: Mapping[str, Any], where: str | None = None) -> T:
-    where = where or cls.__name__
-    values = _as_mapping(values, where)
-    known = [f.name for f in fields(cls)]
-    for key in values:
-        if key not in known:
-            raise ValueError(f"{where}: unknown key {key!r}; valid keys are {', '.join(known)}")
-    try:
-        return cls(**values)
-    except TypeError as e:  # a missing required field
-        raise ValueError(f"{where}: {e}") from e
-
-
-def _as_mapping(values: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(values, Mapping):
-        raise ValueError(f"{where}: expected a mapping of keys to values, got {type(values).__name__}")
-    return values
+        return from_dict(cls, values)
 
 
 def _check(config: Any, ok: bool, name: str, what: str) -> None:

@@ -8,6 +8,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from asr.typed_config import from_dict
+
 _SPACES = re.compile(r"\s+")
 
 
@@ -51,8 +53,4 @@ class TextNormalizer:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TextNormalizer:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"TextNormalizer: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return from_dict(cls, data)
