@@ -46,6 +46,7 @@ class DataConfig:
     max_seconds: float = 120.0
     max_batch_size: int = 0
     num_buckets: int = 10
+    holdout_speaker: str | None = None  # for corpora that support a speaker-independent test (fsdd)
 
     def manifest(self, name: str) -> Path:
         return Path(self.dir) / f"{name}.jsonl"

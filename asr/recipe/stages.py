@@ -41,7 +41,10 @@ def run_stages(config: ExperimentConfig) -> None:
 
 
 def prepare(config: ExperimentConfig) -> None:
-    prepare_corpus(Path(config.data.dir), config.data.root, config.recipe.prepare_settings)
+    settings = config.recipe.prepare_settings
+    if config.data.holdout_speaker is not None:
+        settings["holdout_speaker"] = config.data.holdout_speaker
+    prepare_corpus(Path(config.data.dir), config.data.root, settings)
 
 
 def tokenizer(config: ExperimentConfig) -> Tokenizer:
