@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+from asr.fileio import atomic_write_text
 
 # How many problems one error message lists before it only counts the rest.
 MAX_LISTED = 20
@@ -198,16 +199,4 @@ def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> 
         seen.add(utt.id)
         lines.append(json.dumps(utterance_to_dict(utt, relative_to=folder), ensure_ascii=False) + "\n")
 
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file private (0600); a manifest is ordinary data that others may read.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write_text(path, "".join(lines))
