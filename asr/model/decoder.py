@@ -5,6 +5,11 @@ Incremental API (used by asr/decode):
     logits, state = decoder.step(tokens, state)      # one new token per hypothesis; caches grow by one
     state = decoder.reorder_state(state, index)      # keep/duplicate hypotheses (beam pruning, expansion)
 Running `step` over a token sequence gives the same logits as `forward` on the whole sequence.
+
+Beam search shares cross-attention K/V between the hypotheses of one utterance instead of copying
+them per hypothesis: `reorder_state(state, index, cross=False)` reorders only the self-attention
+caches, and `step` then lets hypotheses g*G .. g*G + G-1 attend to row g of the cross K/V (G = the
+number of hypotheses per cross-attention row, read from the shapes).
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ class DecoderState:
     """Everything `step` needs, as tensors whose dim 0 is the hypothesis (N); tuples hold one entry per layer.
 
     self_keys/self_values: (N, H, t, Dh) per layer, the t tokens fed so far.
-    cross_keys/cross_values: (N, H, T, Dh) per layer, projections of the encoder output.
-    enc_mask: (N, 1, 1, T) bool, True at valid encoder frames.
+    cross_keys/cross_values: (N / G, H, T, Dh) per layer, projections of the encoder output, shared by
+        groups of G consecutive hypotheses (G = 1 unless reordered with cross=False).
+    enc_mask: (N / G, 1, 1, T) bool, True at valid encoder frames.
     """
 
     self_keys: tuple[Tensor, ...]
@@ -80,8 +86,20 @@ class DecoderLayer(nn.Module):
         return self.cross_attn.weights(query, cross_key, enc_mask)
 
     def _cross_and_ffn(self, x: Tensor, cross_key: Tensor, cross_value: Tensor, enc_mask: Tensor) -> Tensor:
-        x = self._sublayer(x, self.cross_norm, lambda h: self.cross_attn.attend(h, cross_key, cross_value, enc_mask))
+        x = self._sublayer(x, self.cross_norm, lambda h: self._cross_attend(h, cross_key, cross_value, enc_mask))
         return self._sublayer(x, self.ffn_norm, self.ffn)
+
+    def _cross_attend(self, h: Tensor, cross_key: Tensor, cross_value: Tensor, enc_mask: Tensor) -> Tensor:
+        """h (N, U, D) with cross K/V of N / G rows: each group of G hypotheses attends to its shared row."""
+        rows, hyps = cross_key.size(0), h.size(0)
+        if rows == hyps:
+            return self.cross_attn.attend(h, cross_key, cross_value, enc_mask)
+        if rows == 0 or hyps % rows:
+            raise ValueError(f"decoder: {hyps} hypotheses cannot share {rows} rows of cross-attention K/V")
+        # Cross-attention has no causal mask, so the G hypotheses of a group are just G more query
+        # positions of one row: one attention call over the shared K/V, with nothing copied.
+        out = self.cross_attn.attend(h.reshape(rows, -1, h.size(2)), cross_key, cross_value, enc_mask)
+        return out.reshape(h.shape)
 
     def _sublayer(self, x: Tensor, norm: nn.LayerNorm, fn: Callable[[Tensor], Tensor]) -> Tensor:
         return residual(x, norm, fn, self.dropout, self.normalize_before)
@@ -147,15 +165,22 @@ class TransformerDecoder(nn.Module):
         return logits, DecoderState(tuple(keys), tuple(values), state.cross_keys, state.cross_values, state.enc_mask)
 
     @staticmethod
-    def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
+    def reorder_state(state: DecoderState, index: Tensor, cross: bool = True) -> DecoderState:
         """Hypothesis i of the result is hypothesis index[i] of `state`; index (N',) long, on the state's device.
 
         Expanding B utterances to B x beam: index = torch.arange(B).repeat_interleave(beam).
+        cross=False reorders the self-attention caches only and keeps the cross-attention K/V as they
+        are, shared by groups of N' / rows consecutive hypotheses (no copy of the encoder projections,
+        which never change during a search). Then index must keep every hypothesis in its group:
+        index[i] // G_old == i // G_new, with G the hypotheses per cross-attention row before and after.
         """
 
         def pick(tensors: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
             return tuple(t.index_select(0, index) for t in tensors)
 
+        if not cross:
+            return DecoderState(pick(state.self_keys), pick(state.self_values), state.cross_keys,
+                                state.cross_values, state.enc_mask)
         return DecoderState(pick(state.self_keys), pick(state.self_values), pick(state.cross_keys),
                             pick(state.cross_values), state.enc_mask.index_select(0, index))
 
