@@ -36,7 +36,52 @@ def _kaldi(out_dir: Path, root: str | None, splits: dict[str, str] | None = None
         write_manifest(out_dir / f"{name}.jsonl", import_kaldi_dir(base / data_dir, lang=lang))
 
 
-PREPARERS: dict[str, Callable[..., None]] = {"synth": _synth, "fsdd": _fsdd, "kaldi": _kaldi}
+def _corpus_root(recipe: str, root: str | None, example: str) -> str:
+    if root is None:
+        raise ValueError(f"recipe {recipe}: set data.root to the corpus as downloaded (e.g. data.root={example})")
+    return root
+
+
+def _librispeech(out_dir: Path, root: str | None, **kwargs: Any) -> None:
+    from asr.datasets.librispeech import prepare_librispeech
+
+    prepare_librispeech(out_dir, _corpus_root("librispeech", root, "/data/LibriSpeech"), **kwargs)
+
+
+def _commonvoice(out_dir: Path, root: str | None, **kwargs: Any) -> None:
+    from asr.datasets.commonvoice import prepare_commonvoice
+
+    prepare_commonvoice(out_dir, _corpus_root("commonvoice", root, "/data/cv-corpus-17.0-2024-03-15/en"), **kwargs)
+
+
+def _tedlium(out_dir: Path, root: str | None, **kwargs: Any) -> None:
+    from asr.datasets.tedlium import prepare_tedlium
+
+    prepare_tedlium(out_dir, _corpus_root("tedlium", root, "/data/TEDLIUM_release-3"), **kwargs)
+
+
+def _aishell(out_dir: Path, root: str | None, **kwargs: Any) -> None:
+    from asr.datasets.aishell import prepare_aishell
+
+    prepare_aishell(out_dir, _corpus_root("aishell", root, "/data/data_aishell"), **kwargs)
+
+
+def _mustc(out_dir: Path, root: str | None, **kwargs: Any) -> None:
+    from asr.datasets.mustc import prepare_mustc
+
+    prepare_mustc(out_dir, _corpus_root("mustc", root, "/data/MUSTC_v1.0/en-de"), **kwargs)
+
+
+def _covost(out_dir: Path, root: str | None, **kwargs: Any) -> None:
+    from asr.datasets.covost import prepare_covost
+
+    prepare_covost(out_dir, _corpus_root("covost", root, "/data/cv-corpus-4/fr"), **kwargs)
+
+
+PREPARERS: dict[str, Callable[..., None]] = {
+    "synth": _synth, "fsdd": _fsdd, "kaldi": _kaldi, "librispeech": _librispeech, "commonvoice": _commonvoice,
+    "tedlium": _tedlium, "aishell": _aishell, "mustc": _mustc, "covost": _covost,
+}
 
 
 def prepare_corpus(out_dir: Path, root: str | None, settings: dict[str, Any]) -> None:
