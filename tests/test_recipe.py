@@ -1,0 +1,81 @@
+"""asr-run end to end on real speech (FSDD, tiny mode), the typed experiment config, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+import asr
+from asr.recipe.config import ExperimentConfig
+
+
+def asr_run(*overrides: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "asr.cli.run", *overrides], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def fsdd_run(shared_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fsdd")
+    overrides = ("recipe=fsdd", "mode=tiny", f"data.root={shared_dir / 'data' / 'fsdd'}",
+                 f"exp_dir={root / 'exp'}", f"data.dir={root / 'data'}", "trainer.save_every_steps=1")
+    result = asr_run(*overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, overrides, result
+
+
+def test_all_stages_write_their_artefacts(fsdd_run):
+    root, _, _ = fsdd_run
+    exp = root / "exp"
+    for split in ("train", "dev", "test"):
+        assert (root / "data" / f"{split}.jsonl").is_file()
+    assert len(asr.read_manifest(root / "data" / "train.jsonl")) == 40  # mode=tiny: 40 digit strings
+    resolved = yaml.safe_load((exp / "config.yaml").read_text())
+    assert resolved["exp_dir"] == str(exp) and resolved["model"]["encoder"]["d_model"] == 64
+    assert (exp / "checkpoints" / "last.pt").is_file() and (exp / "model.avg.pt").is_file()
+    assert (exp / "train_curves.png").is_file() and (exp / "metrics.jsonl").is_file()
+    speech = asr.load_model(exp / "model")
+    averaged = torch.load(exp / "model.avg.pt", weights_only=True)["model"]
+    for name, value in speech.model.state_dict().items():
+        torch.testing.assert_close(value, averaged[name])
+    decode_dir = exp / "decode" / "test"
+    hyp = (decode_dir / "hyp.txt").read_text().splitlines()
+    ref = (decode_dir / "ref.txt").read_text().splitlines()
+    assert len(hyp) == len(ref) == 10 and [h.split()[0] for h in hyp] == [r.split()[0] for r in ref]
+    results = json.loads((decode_dir / "results.json").read_text())
+    assert "wer" in json.dumps(results)
+    assert (exp / "RESULTS.md").is_file()
+
+
+def test_rerunning_a_stage_resumes_instead_of_restarting(fsdd_run):
+    root, overrides, _ = fsdd_run
+    before = json.loads((root / "exp" / "metrics.jsonl").read_text().splitlines()[-1])
+    result = asr_run(*overrides, "stage=train")
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = json.loads((root / "exp" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert after["step"] == before["step"]  # nothing left to train: it resumed at the end
+
+
+def test_config_errors_name_the_field(tmp_path):
+    result = asr_run("recipe=fsdd", "+trainer.max_epoch=3", f"exp_dir={tmp_path}", "stage=train")
+    assert result.returncode != 0 and "config.trainer: unknown key 'max_epoch'" in result.stderr
+    result = asr_run("recipe=fsdd", "stage=prepare", f"exp_dir={tmp_path}", f"data.dir={tmp_path}/d")
+    assert result.returncode != 0 and "set data.root" in result.stderr
+    with pytest.raises(ValueError, match="unknown stage"):
+        ExperimentConfig.from_hydra({"recipe": {"name": "x"}, "stages": ["train", "eval"]})
+    with pytest.raises(ValueError, match="task='mt'"):
+        ExperimentConfig.from_hydra({"recipe": {"name": "x"}, "task": "mt"})
+
+
+def test_tiny_mode_and_task_settings():
+    config = ExperimentConfig.from_hydra({"recipe": {"name": "x", "prepare": {"kind": "fsdd", "a": 1},
+                                                     "tiny_prepare": {"a": 2}, "tiny": True},
+                                          "task": "st", "stage": "decode"})
+    assert config.stages == ("decode",) and config.recipe.prepare_settings == {"kind": "fsdd", "a": 2}
+    assert config.prefix_tokens == ("<st>", "<de>")
+    assert config.decode_options.task == "st" and config.decode_options.target_lang == "de"
