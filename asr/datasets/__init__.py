@@ -18,6 +18,8 @@ _LAZY = {
     "EspeakError": "asr.datasets.espeak",
     "get_engine": "asr.datasets.espeak",
     "prepare_synth": "asr.datasets.synth",
+    "synthesize_pairs": "asr.datasets.synth",
+    "prepare_freedict": "asr.datasets.freedict",
     "PATTERNS": "asr.datasets.synth_grammar",
     "SentencePair": "asr.datasets.synth_grammar",
     "generate_pairs": "asr.datasets.synth_grammar",

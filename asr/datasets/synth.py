@@ -12,6 +12,9 @@ everything that determines its samples, so an existing WAV is reused exactly whe
 out the same: a second run, a run resumed after a crash, or a larger `num_train` renders only what
 is missing. A finished split leaves `out_dir/<split>.done`; a split whose marker matches and
 whose manifest lists all its audio is skipped without touching a file.
+
+The rendering is not tied to the grammar: `synthesize_pairs` speaks any English/German sentence
+pairs with the same voices, splits, incremental rendering and markers (the `freedict` corpus uses it).
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import json
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import Protocol
 
 import soundfile as sf
 from tqdm import tqdm
@@ -33,7 +37,7 @@ from tqdm import tqdm
 from asr.data.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from asr.datasets.augment import AugmentConfig
 from asr.datasets.espeak import EspeakError, get_engine
-from asr.datasets.synth_grammar import SPLITS, SentencePair, split_pairs
+from asr.datasets.synth_grammar import SPLITS, split_pairs
 from asr.datasets.synth_render import SAMPLE_RATE, RenderJob, RenderPool
 from asr.datasets.synth_voices import Speaker, speakers
 
@@ -47,6 +51,16 @@ NUM_DEV = 200
 NUM_TEST = 300
 # Failures listed one by one before the log only counts the rest.
 MAX_REPORTED_FAILURES = 20
+
+
+class TextPair(Protocol):
+    """What synthesize_pairs needs of a sentence pair: the English it speaks and the German translation."""
+
+    @property
+    def en(self) -> str: ...
+
+    @property
+    def de(self) -> str: ...
 
 
 @cache
@@ -91,19 +105,19 @@ def _render_key(utt_id: str, text: str, speaker: Speaker, config: AugmentConfig,
 
 
 def _plan(
-    split: str, pairs: Sequence[SentencePair], seed: int, config: AugmentConfig, out_dir: Path
+    split: str, pairs: Sequence[TextPair], seed: int, config: AugmentConfig, out_dir: Path, name: str = "synth"
 ) -> list[RenderJob]:
-    """The jobs that render a split's utterances, in manifest order."""
+    """The jobs that render a split's utterances, in manifest order; `name` prefixes the utterance ids."""
     wav_dir = out_dir / "wavs" / split
     jobs = []
     for i, (pair, speaker) in enumerate(zip(pairs, _assign_speakers(split, len(pairs), seed))):
-        utt_id = f"synth-{split}-{i:06d}"
+        utt_id = f"{name}-{split}-{i:06d}"
         wav = wav_dir / f"{utt_id}-{_render_key(utt_id, pair.en, speaker, config, seed)}.wav"
         jobs.append(RenderJob(i, utt_id, pair.en, str(wav), speaker, config, seed))
     return jobs
 
 
-def _params_hash(jobs: Sequence[RenderJob], pairs: Sequence[SentencePair]) -> str:
+def _params_hash(jobs: Sequence[RenderJob], pairs: Sequence[TextPair]) -> str:
     """A hash of everything in a split's manifest: the audio (by file name) and both texts.
 
     File names, not paths: a corpus folder that was moved is still up to date.
@@ -141,10 +155,11 @@ def _render_split(
     out_dir: Path,
     split: str,
     jobs: Sequence[RenderJob],
-    pairs: Sequence[SentencePair],
+    pairs: Sequence[TextPair],
     params: str,
     pool: RenderPool,
     progress: bool = False,
+    name: str = "synth",
 ) -> None:
     """Render the split's missing audio, then write its manifest and marker."""
     marker = out_dir / f"{split}.done"
@@ -161,21 +176,21 @@ def _render_split(
     samples = [_existing_samples(job.wav_path) if Path(job.wav_path).name in existing else 0 for job in jobs]
     todo = [job for job in jobs if samples[job.index] == 0]
     if len(todo) < len(jobs):
-        logger.info("synth %s: %d of %d utterances already rendered", split, len(jobs) - len(todo), len(jobs))
+        logger.info("%s %s: %d of %d utterances already rendered", name, split, len(jobs) - len(todo), len(jobs))
     failures: list[tuple[RenderJob, str]] = []
-    with tqdm(total=len(todo), desc=f"synth {split}", unit="utt", disable=not progress or not todo) as bar:
+    with tqdm(total=len(todo), desc=f"{name} {split}", unit="utt", disable=not progress or not todo) as bar:
         for result in pool.render(todo):
             samples[result.index] = result.samples
             if result.error:
                 failures.append((jobs[result.index], result.error))
             bar.update()
     if todo and len(failures) == len(todo):
-        raise EspeakError(f"synth {split}: all {len(todo)} utterances failed; the first: {failures[0][1]}")
+        raise EspeakError(f"{name} {split}: all {len(todo)} utterances failed; the first: {failures[0][1]}")
     failures.sort(key=lambda failure: failure[0].index)
     for job, error in failures[:MAX_REPORTED_FAILURES]:
-        logger.warning("synth %s: skipped %s (%r): %s", split, job.utt_id, job.text, error)
+        logger.warning("%s %s: skipped %s (%r): %s", name, split, job.utt_id, job.text, error)
     if len(failures) > MAX_REPORTED_FAILURES:
-        logger.warning("synth %s: ... and %d more failures", split, len(failures) - MAX_REPORTED_FAILURES)
+        logger.warning("%s %s: ... and %d more failures", name, split, len(failures) - MAX_REPORTED_FAILURES)
 
     utterances = [
         Utterance(
@@ -243,17 +258,52 @@ def prepare_synth(
         workers = default_workers()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"prepare_synth: workers must be an integer >= 1, got {workers!r}")
+    augment = {split: AugmentConfig(noise=noise, reverb=reverb) if split in augment_splits else AugmentConfig()
+               for split in SPLITS}
+    return synthesize_pairs(out_dir, split_pairs(counts, seed), name="synth", seed=seed, augment=augment,
+                            workers=workers, progress=progress)
+
+
+def synthesize_pairs(
+    out_dir: str | os.PathLike,
+    pairs: Mapping[str, Sequence[TextPair]],
+    *,
+    name: str,
+    seed: int = 0,
+    augment: Mapping[str, AugmentConfig] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Speak the English of each split's sentence pairs with that split's voices; returns {split: manifest}.
+
+    pairs: {"train" | "dev" | "test": pairs in manifest order}; each pair's `en` is spoken by one of
+        the split's speakers (synth_voices.speakers: the splits share no voice) and becomes the
+        manifest's `text`, its `de` the `target_text`.
+    name: the corpus, for utterance ids ("<name>-<split>-000000"), logs and progress bars.
+    seed: picks the speaker of each utterance and seeds the augmentation.
+    augment: the AugmentConfig of each split (default: none).
+    workers: processes rendering audio (default: one per CPU core); 1 renders in this process.
+
+    Writes out_dir/<split>.jsonl, out_dir/<split>.done and out_dir/wavs/<split>/, incrementally, as
+    described at the top of this module.
+    """
+    unknown = [split for split in pairs if split not in SPLITS]
+    if unknown:
+        raise ValueError(f"synthesize_pairs ({name}): unknown splits {unknown}; splits are {SPLITS}")
+    if workers is None:
+        workers = default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"synthesize_pairs ({name}): workers must be an integer >= 1, got {workers!r}")
+    augment = augment or {}
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    pairs = split_pairs(counts, seed)
     todo = []
-    for split in SPLITS:
-        config = AugmentConfig(noise=noise, reverb=reverb) if split in augment_splits else AugmentConfig()
-        jobs = _plan(split, pairs[split], seed, config, out_dir)
-        params = _params_hash(jobs, pairs[split])
+    for split, texts in pairs.items():
+        jobs = _plan(split, texts, seed, augment.get(split, AugmentConfig()), out_dir, name)
+        params = _params_hash(jobs, texts)
         if _is_complete(out_dir, split, params):
-            logger.info("synth %s: up to date", split)
+            logger.info("%s %s: up to date", name, split)
         else:
             todo.append((split, jobs, params))
 
@@ -263,5 +313,5 @@ def prepare_synth(
             engine.check_voice(voice)
         with RenderPool(workers) as pool:
             for split, jobs, params in todo:
-                _render_split(out_dir, split, jobs, pairs[split], params, pool, progress)
-    return {split: out_dir / f"{split}.jsonl" for split in SPLITS}
+                _render_split(out_dir, split, jobs, pairs[split], params, pool, progress, name)
+    return {split: out_dir / f"{split}.jsonl" for split in pairs}

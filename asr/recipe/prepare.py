@@ -27,6 +27,13 @@ def _fsdd(out_dir: Path, root: str | None, **kwargs: Any) -> None:
     prepare_fsdd(out_dir, root, **kwargs)
 
 
+def _freedict(out_dir: Path, root: str | None, **kwargs: Any) -> None:
+    """root: the folder with freedict-eng-deu.index and .dict.dz; None reads /usr/share/dictd."""
+    from asr.datasets.freedict import prepare_freedict
+
+    prepare_freedict(out_dir, root, **kwargs)
+
+
 def _kaldi(out_dir: Path, root: str | None, splits: dict[str, str] | None = None, lang: str | None = None) -> None:
     """splits: manifest name -> Kaldi data dir (relative to data.root), e.g. {train: train_clean_100}."""
     if not splits:
@@ -79,7 +86,8 @@ def _covost(out_dir: Path, root: str | None, **kwargs: Any) -> None:
 
 
 PREPARERS: dict[str, Callable[..., None]] = {
-    "synth": _synth, "fsdd": _fsdd, "kaldi": _kaldi, "librispeech": _librispeech, "commonvoice": _commonvoice,
+    "synth": _synth, "fsdd": _fsdd, "freedict": _freedict, "kaldi": _kaldi, "librispeech": _librispeech,
+    "commonvoice": _commonvoice,
     "tedlium": _tedlium, "aishell": _aishell, "mustc": _mustc, "covost": _covost,
 }
 
