@@ -25,7 +25,8 @@ from asr.metrics import ErrorRate, error_rate
 from asr.text.normalize import TextNormalizer
 
 MAX_LISTED = 20  # ids an error message lists before it only counts the rest
-METRICS = ("wer", "bleu")
+# wer and cer score the same alignments; cer ranks by characters (for text without word spaces).
+METRICS = ("wer", "cer", "bleu")
 
 
 class ScoringError(ValueError):
@@ -313,8 +314,8 @@ def score_directory(directory: str | os.PathLike, *, metric: str = "wer", test_s
     ref_path, hyp_path = directory / "ref.txt", directory / "hyp.txt"
     ids, refs, hyps = pair_transcripts(read_transcripts(ref_path), read_transcripts(hyp_path), str(ref_path),
                                        str(hyp_path))
-    if metric == "wer":
-        scores = score_wer(ids, refs, hyps, normalizer).to_dict()
+    if metric in ("wer", "cer"):
+        scores = {**score_wer(ids, refs, hyps, normalizer).to_dict(), "metric": metric}
     else:
         scores = score_bleu(refs, hyps, normalizer)
     results = {"test_set": test_set or directory.name, **scores, "settings": dict(settings or {}),
@@ -347,9 +348,10 @@ def format_kaldi(ids: Sequence[str], texts: Sequence[str]) -> str:
 
 
 def results_table(results: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table with one row per results.json dict (WER rows, then BLEU rows)."""
+    """A Markdown table with one row per results.json dict (WER rows, then CER rows, then BLEU rows)."""
     blocks = []
     wer_rows = [r for r in results if r.get("metric") == "wer"]
+    cer_rows = [r for r in results if r.get("metric") == "cer"]
     bleu_rows = [r for r in results if r.get("metric") == "bleu"]
     if wer_rows:
         lines = ["| test set | utts | WER % | CER % | sub | del | ins | SER % | settings |",
@@ -357,6 +359,13 @@ def results_table(results: Sequence[dict[str, Any]]) -> str:
         lines += [f"| {r['test_set']} | {r['num_utts']} | {100 * r['wer']:.2f} | {100 * r['cer']:.2f} | "
                   f"{r['substitutions']} | {r['deletions']} | {r['insertions']} | "
                   f"{100 * r['sentence_error_rate']:.2f} | {_settings(r)} |" for r in wer_rows]
+        blocks.append("\n".join(lines) + "\n")
+    if cer_rows:  # character-level substitutions, deletions and insertions
+        lines = ["| test set | utts | CER % | WER % | sub | del | ins | SER % | settings |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [f"| {r['test_set']} | {r['num_utts']} | {100 * r['cer']:.2f} | {100 * r['wer']:.2f} | "
+                  f"{r['char_substitutions']} | {r['char_deletions']} | {r['char_insertions']} | "
+                  f"{100 * r['sentence_error_rate']:.2f} | {_settings(r)} |" for r in cer_rows]
         blocks.append("\n".join(lines) + "\n")
     if bleu_rows:
         lines = ["| test set | utts | BLEU | chrF | settings |", "|---|---:|---:|---:|---|"]

@@ -288,9 +288,10 @@ def test_encode_applies_cmvn_and_specaug_only_in_training():
 def test_build_model_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown encoder kind 'conformer'; valid names are transformer"):
         build_model(tiny_config(encoder=EncoderConfig(kind="conformer")))
-    with pytest.raises(ValueError, match="unknown decoder kind 'nat'; valid names are transformer"):
-        build_model(tiny_config(decoder=DecoderConfig(kind="nat")))
-    with pytest.raises(ValueError, match="unknown subsampling 'conv2d5'; valid names are conv2d4, conv2d6, conv2d8"):
+    with pytest.raises(ValueError, match="unknown decoder kind 'rnnt'; valid names are maskctc, nat, transformer"):
+        build_model(tiny_config(decoder=DecoderConfig(kind="rnnt")))
+    with pytest.raises(ValueError, match="unknown subsampling 'conv2d5'; valid names are conv1d2, conv1d4_glu, "
+                                         "conv2d4, conv2d6, conv2d8"):
         build_model(tiny_config(encoder=EncoderConfig(subsampling="conv2d5")))
     with pytest.raises(ValueError, match="unknown positional encoding 'rel'"):
         build_model(tiny_config(encoder=EncoderConfig(pos_enc="rel")))

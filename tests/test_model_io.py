@@ -1,4 +1,5 @@
-"""The model directory: save_model_dir -> load_model round trip, and clear errors for broken directories."""
+"""The model directory: save_model_dir -> load_model round trip, clear errors for broken directories, the
+LM loaded with a model for fusion, and translation decoding without CTC."""
 
 from __future__ import annotations
 
@@ -7,9 +8,26 @@ import torch
 import yaml
 
 import asr
+from asr.decode import DecodeOptions
 from asr.features import CMVNStats, FeatureConfig
-from asr.model import DecoderConfig, EncoderConfig, ModelConfig, build_model
-from asr.model.io import CONFIG_FILE, WEIGHTS_FILE, read_model_config, save_model_dir
+from asr.model import (
+    DecoderConfig,
+    EncoderConfig,
+    LMConfig,
+    ModelConfig,
+    TransformerLM,
+    build_lm,
+    build_model,
+    save_lm_dir,
+)
+from asr.model.io import (
+    CONFIG_FILE,
+    DEFAULT_CTC_WEIGHT,
+    WEIGHTS_FILE,
+    apply_task_defaults,
+    read_model_config,
+    save_model_dir,
+)
 from asr.text import train_tokenizer
 
 FEATURES = FeatureConfig(n_mels=40, sample_rate=8000, n_fft=256)
@@ -84,3 +102,80 @@ def test_vocabulary_mismatch_is_an_error(tmp_path):
     other.save(tmp_path)
     with pytest.raises(ValueError, match="does not match the tokenizer"):
         asr.load_model(tmp_path)
+
+
+def test_weights_of_the_wrong_shape_name_the_file_and_the_parameters(tmp_path):
+    model, _ = tiny_model_dir(tmp_path)
+    config = yaml.safe_load((tmp_path / CONFIG_FILE).read_text())
+    config["model"]["decoder"]["ffn_dim"] = 48  # same parameters, other shapes
+    (tmp_path / CONFIG_FILE).write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=r"model.pt: weights do not match config.yaml: wrong shape "
+                                         r"\[decoder\.layers\.0\.ffn\.\S+ \(64, 32\) \(config.yaml: \(48, 32\)\)"):
+        asr.load_model(tmp_path)
+    # The same check for another weights file (e.g. an averaged checkpoint) names that file.
+    state = model.state_dict()
+    state["ctc.proj.weight"] = "not a tensor"
+    torch.save({"model": state}, tmp_path / "avg.pt")
+    config["model"]["decoder"]["ffn_dim"] = 64
+    (tmp_path / CONFIG_FILE).write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=r"avg.pt: weights do not match config.yaml: wrong shape "
+                                         r"\[ctc.proj.weight <str, not a tensor>"):
+        asr.load_model(tmp_path, weights=tmp_path / "avg.pt")
+
+
+def test_config_file_errors(tmp_path):
+    tiny_model_dir(tmp_path)
+    config = yaml.safe_load((tmp_path / CONFIG_FILE).read_text())
+    (tmp_path / CONFIG_FILE).write_text(yaml.safe_dump({**config, "features": {**config["features"], "n_mels": 80}}))
+    with pytest.raises(ValueError, match=r"model input_dim \(40\) does not match the features' n_mels \(80\)"):
+        asr.load_model(tmp_path)
+    (tmp_path / CONFIG_FILE).write_text(yaml.safe_dump({"model": config["model"]}))
+    with pytest.raises(ValueError, match="expected a mapping with 'model' and 'features' sections"):
+        read_model_config(tmp_path)
+    (tmp_path / CONFIG_FILE).write_text(yaml.safe_dump({**config, "format_version": "two"}))
+    with pytest.raises(ValueError, match="config.yaml: format_version 'two': expected an integer"):
+        read_model_config(tmp_path)
+
+
+def test_translation_decodes_without_ctc_unless_asked(tmp_path):
+    tiny_model_dir(tmp_path)
+    speech = asr.load_model(tmp_path)
+    default = DecodeOptions()
+    assert DecodeOptions(**default.to_dict()) == default and default.to_dict()["ctc_weight"] == DEFAULT_CTC_WEIGHT
+    # The default ctc_weight means "the task's default": 0 for translation, unchanged for transcription.
+    assert apply_task_defaults(DecodeOptions(task="st")).ctc_weight == 0.0
+    assert apply_task_defaults(DecodeOptions(task="asr")).ctc_weight == DEFAULT_CTC_WEIGHT
+    assert apply_task_defaults(DecodeOptions(task="st", ctc_weight=0.5)).ctc_weight == 0.5
+    feats, lengths = torch.randn(2, 80, 40), torch.tensor([80, 60])
+    translated = speech.decode(feats, lengths, DecodeOptions(task="st", beam_size=2))
+    untouched = speech.decode(feats, lengths, DecodeOptions(task="st", beam_size=2, ctc_weight=0.0))
+    assert [r.tokens for r in translated] == [r.tokens for r in untouched]
+    wave = torch.randn(8000).numpy() * 0.1
+    assert speech.transcribe(wave, task="st", beam_size=2).tokens == speech.transcribe(
+        wave, task="st", beam_size=2, ctc_weight=0.0).tokens
+    # An explicit ctc_weight is kept, and the search says why it cannot translate with it.
+    with pytest.raises(ValueError, match="ctc_weight=0.5 with task='st'"):
+        speech.transcribe(wave, task="st", ctc_weight=0.5)
+    with pytest.raises(ValueError, match="ctc_weight=0.5 with task='st'"):
+        speech.decode(feats, lengths, DecodeOptions(task="st", ctc_weight=0.5))
+
+
+def test_a_language_model_is_loaded_with_the_model_and_fused(tmp_path):
+    _, tokenizer = tiny_model_dir(tmp_path / "model")
+    torch.manual_seed(0)
+    lm = build_lm(LMConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_heads=2, n_layers=1, ffn_dim=32))
+    save_lm_dir(tmp_path / "lm", lm, tokenizer)
+    speech = asr.load_model(tmp_path / "model", lm=tmp_path / "lm")
+    assert isinstance(speech.lm, TransformerLM) and not speech.lm.training
+    feats, lengths = torch.randn(2, 80, 40), torch.tensor([80, 60])
+    plain = speech.decode(feats, lengths, DecodeOptions(beam_size=3, nbest=3))
+    fused = speech.decode(feats, lengths, DecodeOptions(beam_size=3, nbest=3, lm_weight=0.5))
+    assert len(fused) == 2 and [r.score for r in fused] != [r.score for r in plain]
+    with pytest.raises(ValueError, match="needs a language model"):
+        asr.load_model(tmp_path / "model").decode(feats, lengths, DecodeOptions(lm_weight=0.5))
+    # An LM trained with another tokenizer cannot be fused.
+    other = train_tokenizer(["completely different text with more letters xyz"], kind="char")
+    save_lm_dir(tmp_path / "other_lm", build_lm(LMConfig(vocab_size=other.vocab_size, d_model=16, n_heads=2,
+                                                         n_layers=1, ffn_dim=32)), other)
+    with pytest.raises(ValueError, match="an LM must be trained with the model's tokenizer"):
+        asr.load_model(tmp_path / "model", lm=tmp_path / "other_lm")

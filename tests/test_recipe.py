@@ -79,3 +79,33 @@ def test_tiny_mode_and_task_settings():
     assert config.stages == ("decode",) and config.recipe.prepare_settings == {"kind": "fsdd", "a": 2}
     assert config.prefix_tokens == ("<st>", "<de>")
     assert config.decode_options.task == "st" and config.decode_options.target_lang == "de"
+
+
+def test_translation_decodes_without_ctc():
+    # The default decode.ctc_weight (0.3) means "the task's default": 0 for translation, whose CTC head
+    # models the source transcript; an explicit other weight with task=st fails before anything runs.
+    recipe = {"name": "x"}
+    assert ExperimentConfig.from_hydra({"recipe": recipe, "task": "st"}).decode_options.ctc_weight == 0.0
+    assert ExperimentConfig.from_hydra({"recipe": recipe, "task": "asr"}).decode_options.ctc_weight == 0.3
+    st = ExperimentConfig.from_hydra({"recipe": recipe, "task": "st", "decode": {"ctc_weight": 0.0, "beam_size": 3}})
+    assert st.decode_options.ctc_weight == 0.0 and st.decode_options.beam_size == 3
+    with pytest.raises(ValueError, match="decode.ctc_weight=0.5 with task=st: the CTC head models the source"):
+        ExperimentConfig.from_hydra({"recipe": recipe, "task": "st", "decode": {"ctc_weight": 0.5}})
+
+
+def test_stage_guards(tmp_path, monkeypatch):
+    from asr.data import Utterance, write_manifest
+    from asr.recipe import stages
+
+    with pytest.raises(ValueError, match="average: num must be >= 1 and by 'best' or 'last'"):
+        ExperimentConfig.from_hydra({"recipe": {"name": "x"}, "average": {"num": 0}})
+    config = ExperimentConfig.from_hydra({"recipe": {"name": "x"}, "task": "st", "data": {"dir": str(tmp_path)},
+                                          "stages": ["decode"]})
+    write_manifest(tmp_path / "train.jsonl", [Utterance("a", str(tmp_path / "a.wav"), 1.0, "hello")])
+    with pytest.raises(ValueError, match=r"train.jsonl: task=st needs target_text, missing in 1 utterances"):
+        stages._read(config, "train", check_audio=False)
+    with pytest.raises(FileNotFoundError, match=r"test.jsonl: manifest not found; run the prepare stage first"):
+        stages._read(config, "test")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"under torchrun \(WORLD_SIZE=2\) run only the train \(or lm\) stage"):
+        stages.run_stages(config)

@@ -1,6 +1,6 @@
 """asr-transcribe: transcribe (or translate) audio files, folders and manifests with a trained model.
 
-    asr-transcribe MODEL_DIR PATH... [--beam-size 5] [--ctc-weight 0.3] [--batch-size N]
+    asr-transcribe MODEL_DIR PATH... [--method attention] [--beam-size 5] [--ctc-weight 0.3] [--batch-size N]
                    [--output-dir D] [--output-format txt|json|srt|vtt|all] [--task asr|st --target-lang de]
                    [--device cpu|cuda]
 
@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="audio files, folders (searched recursively) or JSONL manifests")
     decoding = parser.add_argument_group("decoding")
+    decoding.add_argument("--method", default="attention",
+                          help="attention (beam search, default), ctc_greedy, ctc_prefix_beam, attention_rescoring "
+                          "(CTC n-best rescored by the decoder), nat (non-autoregressive decoder) or maskctc "
+                          "(Mask-CTC decoder); which ones a model supports depends on how it was trained")
     decoding.add_argument("--beam-size", type=int, default=5, help="beam width (1 with --ctc-weight 0: greedy)")
     decoding.add_argument("--ctc-weight", type=float, default=None,
                           help="weight of CTC prefix scores in [0, 1] (default 0.3; 0 with --task st, since CTC "
@@ -77,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctc_weight = args.ctc_weight if args.ctc_weight is not None else 0.0 if args.task == "st" else 0.3
         options = DecodeOptions(beam_size=args.beam_size, ctc_weight=ctc_weight, lm_weight=args.lm_weight,
                                 length_penalty=args.length_penalty, max_len_ratio=args.max_len_ratio, task=args.task,
-                                target_lang=args.target_lang)
+                                target_lang=args.target_lang, method=args.method)
         segmenter = SegmenterConfig(method=args.segment, max_segment_s=args.max_segment, overlap_s=args.overlap)
         formats = parse_formats(args.output_format)
         if args.output_dir is None and (len(formats) > 1 or formats[0] not in ("txt", "json")):

@@ -1,4 +1,4 @@
-"""Data: manifests, Kaldi import, dynamic batching and the speech dataset.
+"""Data: manifests, Kaldi import, dynamic batching, the speech dataset and the text dataset (for LMs).
 
     utterances = read_manifest("data/train.jsonl")
     dataset = SpeechDataset(utterances, FeatureExtractor(config), tokenizer, speed_factors=(0.9, 1.0, 1.1))
@@ -13,6 +13,7 @@ from asr.data.dataset import IGNORE_ID, Batch, SpeechDataset, collate, make_data
 from asr.data.kaldi import import_kaldi_dir
 from asr.data.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from asr.data.sampler import DynamicBatchSampler
+from asr.data.text_dataset import TextDataset
 
 __all__ = [
     "IGNORE_ID",
@@ -20,6 +21,7 @@ __all__ = [
     "DynamicBatchSampler",
     "ManifestError",
     "SpeechDataset",
+    "TextDataset",
     "Utterance",
     "collate",
     "import_kaldi_dir",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from asr.decode.methods import nonautoregressive_greedy
 from asr.model.config import EOS_ID, SOS_ID
+from asr.model.nat import NonAutoregressiveModel
 
 
 @torch.no_grad()
@@ -26,12 +28,15 @@ def greedy_search(
     max_len_ratio: an utterance stops after ratio x its encoder frames tokens (at least 1);
     max_len: and after at most this many tokens.
     check_every: steps between host-side "all finished?" checks (the only syncs in the loop).
-    Returns, per utterance, the token ids without <sos>, the prefix and <eos>.
+    Returns, per utterance, the token ids without <sos>, the prefix and <eos>. A non-autoregressive
+    model (NAT, Mask-CTC) is decoded its own way (asr.decode.methods.nonautoregressive_greedy).
     """
     if feats.dim() != 3:
         raise ValueError(f"greedy_search: feats must be (B, T, F), got shape {tuple(feats.shape)}")
     if getattr(model, "decoder", None) is None:
         raise ValueError("greedy_search needs an attention decoder; this model has none (ctc_weight=1.0)")
+    if isinstance(model, NonAutoregressiveModel):  # NAT / Mask-CTC: their own one-pass decoding
+        return nonautoregressive_greedy(model, feats, feat_lengths, prefix, max_len_ratio, max_len)
     was_training = model.training
     model.eval()
     try:

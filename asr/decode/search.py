@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from asr.decode.language import resolve_prefix
 from asr.decode.options import DecodeOptions, DecodeResult
 from asr.decode.scorers import NEG_INF, SearchContext, WeightedScorer, build_scorers, pre_beam_size
 from asr.model.config import EOS_ID
@@ -38,7 +39,14 @@ def decode(model: nn.Module, feats: Tensor, feat_lengths: Tensor, options: Decod
 
     model: an ASRModel; lm: a language model for DecodeOptions.lm_weight > 0 (asr.model.lm).
     Returns one DecodeResult per utterance, in order, with its n-best list.
+    options.method picks the search: "attention" is the beam search below; the others (CTC greedy /
+    prefix beam, attention rescoring, NAT, Mask-CTC) are in asr/decode/methods.py.
     """
+    from asr.decode.methods import check_method, decode_method  # they import this module
+
+    if options.method != "attention":
+        return decode_method(model, feats, feat_lengths, options, tokenizer=tokenizer, lm=lm)
+    check_method(model, options, lm)
     _check_inputs(model, feats, feat_lengths, options, tokenizer, lm)
     prefix = forced_prefix(tokenizer, options)
     if feats.size(0) == 0:
@@ -49,12 +57,14 @@ def decode(model: nn.Module, feats: Tensor, feat_lengths: Tensor, options: Decod
         m.eval()
     try:
         enc, enc_lengths = model.encode(feats, feat_lengths)
-        prefix_ids = torch.tensor(prefix, dtype=torch.long, device=enc.device).expand(enc.size(0), -1)
+        prefix_ids = resolve_prefix(model, enc, enc_lengths, prefix, tokenizer)  # detects languages if asked
         context = SearchContext(model, enc, enc_lengths, options.beam_size, prefix_ids,
-                                lm if options.lm_weight > 0 else None)
-        limits = torch.clamp((enc_lengths.float() * options.max_len_ratio).long(), min=1, max=options.max_len)
-        blocked = sorted(tokenizer.skipped_ids - {EOS_ID})
-        finished = beam_search(build_scorers(context, options), limits, options, tokenizer.vocab_size, blocked)
+                                lm if options.lm_weight > 0 else None, tokenizer.sos_id, tokenizer.eos_id)
+        max_len = min(options.max_len, _decoder_room(model, len(prefix)))
+        limits = torch.clamp((enc_lengths.float() * options.max_len_ratio).long(), min=1, max=max_len)
+        finished = beam_search(build_scorers(context, options), limits, options, tokenizer.vocab_size,
+                               sorted(tokenizer.suppressed_ids), eos_id=tokenizer.eos_id,
+                               initial_blocked=sorted(tokenizer.initial_suppressed_ids))
     finally:
         for m, mode in zip(modules, modes):
             m.train(mode)
@@ -62,12 +72,14 @@ def decode(model: nn.Module, feats: Tensor, feat_lengths: Tensor, options: Decod
 
 
 def beam_search(scorers: Sequence[WeightedScorer], limits: Tensor, options: DecodeOptions, vocab_size: int,
-                blocked: Sequence[int] = (), check_every: int = CHECK_EVERY) -> Finished:
+                blocked: Sequence[int] = (), check_every: int = CHECK_EVERY, *, eos_id: int = EOS_ID,
+                initial_blocked: Sequence[int] = ()) -> Finished:
     """The search proper. limits (B,): the most tokens each utterance may emit before <eos>;
-    blocked: ids never emitted. Returns the finished hypotheses."""
+    blocked: ids never emitted; initial_blocked: ids not emitted first. Returns the finished hypotheses."""
     batch, beam, device = limits.size(0), options.beam_size, limits.device
     steps = int(limits.max()) + 1  # the last step only ends hypotheses (one sync, before the loop)
-    rules = TokenRules(vocab_size, blocked, options, limits.repeat_interleave(beam), int(limits.min()))
+    rules = TokenRules(vocab_size, blocked, options, limits.repeat_interleave(beam), int(limits.min()), eos_id,
+                       initial_blocked)
     pre_beam = pre_beam_size(options, vocab_size)
     primary = next(s.name for s in scorers if s.name in ("decoder", "ctc"))  # gives token_logprobs
     states = [s.scorer.init_state() for s in scorers]
@@ -84,7 +96,7 @@ def beam_search(scorers: Sequence[WeightedScorer], limits: Tensor, options: Deco
         top, flat = (scores[:, None] + step_scores).view(batch, -1).topk(2 * beam, dim=1)  # (B, 2 beam)
         source, token = first_row + flat // vocab_size, flat % vocab_size
         token_logp = logp.view(batch, -1).gather(1, flat)
-        is_eos = token == EOS_ID
+        is_eos = token == eos_id
         live_before = (~is_eos).long().cumsum(dim=1) - (~is_eos).long()
         ending = is_eos & (live_before < beam)
         finished = finished.add(torch.where(ending, top, NEG_INF), history, history_logp, source, token_logp, t,
@@ -122,29 +134,32 @@ def _score(scorers: Sequence[WeightedScorer], states: list, rules: TokenRules, h
 
 
 class TokenRules:
-    """Which next tokens are allowed, as -inf added to their scores: never the blocked ids; <eos> not
-    before min_len tokens; only <eos> at a hypothesis' length limit; no token that would repeat an
-    n-gram of the hypothesis (no_repeat_ngram)."""
+    """Which next tokens are allowed, as -inf added to their scores: never the blocked ids, nor the
+    initial_blocked ones first; <eos> not before min_len tokens; only <eos> at a hypothesis' length
+    limit; no token that would repeat an n-gram of the hypothesis (no_repeat_ngram)."""
 
     def __init__(self, vocab_size: int, blocked: Sequence[int], options: DecodeOptions, hyp_limits: Tensor,
-                 shortest: int):
+                 shortest: int, eos_id: int = EOS_ID, initial_blocked: Sequence[int] = ()):
         device = hyp_limits.device
         self.vocab_size, self.hyp_limits, self.shortest = vocab_size, hyp_limits, shortest
-        self.min_len, self.ngram = options.min_len, options.no_repeat_ngram
+        self.min_len, self.ngram, self.eos_id = options.min_len, options.no_repeat_ngram, eos_id
         self.blocked = torch.zeros(1, vocab_size, device=device)
         self.blocked[0, list(blocked)] = NEG_INF
+        self.initial_blocked = self.blocked.clone()
+        self.initial_blocked[0, list(initial_blocked)] = NEG_INF
         self.not_eos = torch.ones(vocab_size, dtype=torch.bool, device=device)
-        self.not_eos[EOS_ID] = False
+        self.not_eos[eos_id] = False
 
     def apply(self, scores: Tensor | None, history: Tensor, t: int) -> Tensor:
         """scores (N, V), (1, V) or None (all 0), history (N, t): the tokens emitted so far -> (N, V)."""
         hyps = self.hyp_limits.size(0)
-        scores = self.blocked if scores is None else scores + self.blocked
+        blocked = self.initial_blocked if t == 0 else self.blocked
+        scores = blocked if scores is None else scores + blocked
         if scores.size(0) != hyps:
             scores = scores.expand(hyps, -1).clone()
         at_limit = t >= self.hyp_limits  # (N,)
         if t < self.min_len:
-            scores[:, EOS_ID].masked_fill_(~at_limit, NEG_INF)
+            scores[:, self.eos_id].masked_fill_(~at_limit, NEG_INF)
         if t >= self.shortest:
             scores.masked_fill_(at_limit[:, None] & self.not_eos, NEG_INF)
         if self.ngram and t >= self.ngram:
@@ -222,20 +237,17 @@ class Finished:
         return results
 
 
-def forced_prefix(tokenizer: Tokenizer, options: DecodeOptions) -> list[int]:
-    """Token ids forced after <sos>: the task token ("<asr>"/"<st>", when the tokenizer has task tokens)
-    and the target-language token f"<{target_lang}>"."""
-    ids = []
-    if options.task is not None and f"<{options.task}>" in tokenizer.extra_tokens:
-        ids.append(tokenizer.token_to_id(f"<{options.task}>"))
-    if options.target_lang is not None:
-        token = f"<{options.target_lang}>"
-        if token not in tokenizer.extra_tokens:
-            known = ", ".join(tokenizer.extra_tokens) or "none"
-            raise ValueError(f"DecodeOptions.target_lang={options.target_lang!r}: the tokenizer has no {token} "
-                             f"token (its task/language tokens: {known})")
-        ids.append(tokenizer.token_to_id(token))
-    return ids
+def forced_prefix(tokenizer: Tokenizer, options: DecodeOptions) -> list[int | None]:
+    """Token ids forced after <sos> (tokenizer.prefix_ids): for our tokenizers, the task token
+    ("<asr>"/"<st>", when the tokenizer has task tokens) and the target-language token
+    f"<{target_lang}>"; None: a language token to detect (Whisper, asr.decode.language)."""
+    return tokenizer.prefix_ids(options.task, options.target_lang)
+
+
+def _decoder_room(model: nn.Module, prefix_len: int) -> int:
+    """The most tokens the decoder can emit after <sos> and the prefix (learned positions are finite)."""
+    capacity = getattr(model.decoder, "max_positions", None)
+    return max(1, capacity - prefix_len - 1) if capacity else 1 << 30
 
 
 def _check_inputs(model: nn.Module, feats: Tensor, feat_lengths: Tensor, options: DecodeOptions,

@@ -7,20 +7,28 @@
         cmvn.json         the global CMVN statistics (also inside model.pt as the cmvn buffers)
 
 `asr.load_model(directory)` returns a SpeechModel: the network, its tokenizer and its feature
-extractor, ready to decode features or transcribe audio.
+extractor (and optionally a language model for shallow fusion), ready to decode features or
+transcribe audio.
+
+Translation decodes without CTC: the CTC head is trained on source-language transcripts, so it
+cannot score a translation. SpeechModel.decode/transcribe and the recipes therefore read the
+default ctc_weight (DecodeOptions().ctc_weight, 0.3) as "the task's default", which is 0 for
+task="st" (see `apply_task_defaults`); any other ctc_weight > 0 with task="st" is an error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import yaml
 from torch import Tensor
 
+from asr.decode.options import DecodeOptions, DecodeResult
 from asr.features import CMVNStats, FeatureConfig, FeatureExtractor
 from asr.fileio import atomic_write_text, load_tensors, save_tensors
 from asr.model.config import ModelConfig
@@ -28,19 +36,18 @@ from asr.model.model import ASRModel
 from asr.model.registry import build_model
 from asr.text import Tokenizer, load_tokenizer
 
-if TYPE_CHECKING:
-    from asr.decode.options import DecodeOptions, DecodeResult
-
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.pt"
 CMVN_FILE = "cmvn.json"
 FORMAT_VERSION = 1
+DEFAULT_CTC_WEIGHT = next(f.default for f in dataclasses.fields(DecodeOptions) if f.name == "ctc_weight")
 
 
 class SpeechModel:
     """A trained model with its tokenizer and features: `decode` features, or `transcribe` audio.
 
-    lm: an optional language model for shallow fusion (DecodeOptions.lm_weight > 0).
+    lm: an optional language model for shallow fusion (DecodeOptions.lm_weight > 0), trained with
+    this model's tokenizer (asr.model.lm; load_model(..., lm=directory) loads and checks one).
     """
 
     def __init__(self, model: ASRModel, tokenizer: Tokenizer, feature_config: FeatureConfig,
@@ -74,20 +81,27 @@ class SpeechModel:
         return self
 
     def decode(self, feats: Tensor, feat_lengths: Tensor, options: DecodeOptions | None = None) -> list[DecodeResult]:
-        """feats (B, T, F) raw features, feat_lengths (B,) -> one DecodeResult per utterance."""
-        from asr.decode import DecodeOptions, decode
+        """feats (B, T, F) raw features, feat_lengths (B,) -> one DecodeResult per utterance.
 
-        return decode(self.model, feats.to(self.device), feat_lengths.to(self.device), options or DecodeOptions(),
+        options go through `apply_task_defaults` (task="st" with the default ctc_weight decodes without CTC);
+        a model without a CTC head (e.g. an imported Whisper) also reads the default ctc_weight as 0.
+        """
+        from asr.decode import decode
+
+        options = apply_task_defaults(options or DecodeOptions())
+        if self.model.ctc is None and options.ctc_weight == DEFAULT_CTC_WEIGHT:  # e.g. imported Whisper
+            options = options.replace(ctc_weight=0.0)
+        return decode(self.model, feats.to(self.device), feat_lengths.to(self.device), options,
                       tokenizer=self.tokenizer, lm=self.lm)
 
     def transcribe(self, audio: Any, options: DecodeOptions | None = None, **option_changes: Any) -> Any:
         """Transcribe (or translate) audio: a path, an array, or a list of them.
 
-        Keyword arguments override fields of `options` (e.g. beam_size=5, task="st", target_lang="de").
+        Keyword arguments override fields of `options` (e.g. beam_size=5, task="st", target_lang="de");
+        task="st" with the default ctc_weight translates without CTC (see `apply_task_defaults`).
         Returns a DecodeResult for one input and a list of them for a list; long audio is split into
         segments, each with its timestamps.
         """
-        from asr.decode import DecodeOptions
         from asr.transcribe import transcribe
 
         options = (options or DecodeOptions()).replace(**option_changes)
@@ -98,6 +112,18 @@ class SpeechModel:
     def __repr__(self) -> str:
         params = sum(p.numel() for p in self.model.parameters())
         return f"SpeechModel({self.directory or 'in memory'}, {params / 1e6:.1f}M params, {self.tokenizer!r})"
+
+
+def apply_task_defaults(options: DecodeOptions) -> DecodeOptions:
+    """The options a task decodes with: for task="st", the default ctc_weight becomes 0.
+
+    The CTC head models the source transcript, not the translation, so translation decodes without
+    it. Only the default value (DecodeOptions().ctc_weight, 0.3) is replaced; any other ctc_weight
+    is kept as chosen, and the search rejects one > 0 with task="st" (an error that says why).
+    """
+    if options.task == "st" and options.ctc_weight == DEFAULT_CTC_WEIGHT:
+        return options.replace(ctc_weight=0.0)
+    return options
 
 
 def save_model_dir(directory: str | os.PathLike, model: ASRModel, tokenizer: Tokenizer,
@@ -118,48 +144,91 @@ def save_model_dir(directory: str | os.PathLike, model: ASRModel, tokenizer: Tok
     tokenizer.save(directory)
     if cmvn is not None:
         cmvn.save(directory / CMVN_FILE)
-    atomic_write_text(directory / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_config_file(directory, config)
     return directory
 
 
-def read_model_config(directory: str | os.PathLike) -> tuple[ModelConfig, FeatureConfig]:
-    """The model and feature configs of a model directory, with errors that name the file."""
+def write_config_file(directory: Path, config: dict[str, Any]) -> None:
+    """Write a model or language-model directory's config.yaml (plain YAML, atomically)."""
+    atomic_write_text(directory / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+
+def read_config_file(directory: str | os.PathLike, sections: Sequence[str], kind: str,
+                     max_version: int = FORMAT_VERSION) -> dict[str, Any]:
+    """The config.yaml of a model or language-model directory, as a dict with the mapping `sections`.
+
+    kind names what the directory should be, for the error when the file is missing. Errors name the file.
+    """
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; is {directory} a model directory "
-                                f"(written by the recipes' train/average stage)?")
+        raise FileNotFoundError(f"{path}: no such file; is {directory} a {kind}?")
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(config, dict) or "model" not in config or "features" not in config:
-        raise ValueError(f"{path}: expected a mapping with 'model' and 'features' sections")
-    version = config.get("format_version", FORMAT_VERSION)
-    if version > FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {version} is newer than this asr supports ({FORMAT_VERSION})")
+    if not isinstance(config, dict) or not all(isinstance(config.get(s), dict) for s in sections):
+        names = " and ".join(repr(s) for s in sections)
+        wanted = f"an {names} section" if len(sections) == 1 else f"{names} sections"
+        raise ValueError(f"{path}: expected a mapping with {wanted}")
+    version = config.get("format_version", max_version)
+    if not isinstance(version, int):
+        raise ValueError(f"{path}: format_version {version!r}: expected an integer")
+    if version > max_version:
+        raise ValueError(f"{path}: format_version {version} is newer than this asr supports ({max_version})")
+    return config
+
+
+def read_model_config(directory: str | os.PathLike) -> tuple[ModelConfig, FeatureConfig]:
+    """The model and feature configs of a model directory, with errors that name the file."""
+    config = read_config_file(directory, ("model", "features"),
+                              "model directory (written by the recipes' train/average stage)")
     try:
         return ModelConfig.from_dict(config["model"]), FeatureConfig.from_dict(config["features"])
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise ValueError(f"{Path(directory) / CONFIG_FILE}: {error}") from None
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu",
-               weights: str | os.PathLike | None = None) -> SpeechModel:
+               weights: str | os.PathLike | None = None, lm: str | os.PathLike | None = None) -> SpeechModel:
     """Load a model directory (see the module docstring) onto `device`, in eval mode.
 
     weights: another state-dict file to load instead of model.pt (e.g. an averaged checkpoint).
+    lm: a language-model directory (asr.model.lm.save_lm_dir, e.g. exp/<name>/lm/model written by the
+    recipes' lm stage) for shallow fusion; it must have been trained with this model's tokenizer.
     """
+    from asr.model.lm import load_lm
+
     directory = Path(directory)
     model_config, feature_config = read_model_config(directory)
     model = build_model(model_config)
-    state = load_tensors(weights or directory / WEIGHTS_FILE)
+    path = Path(weights) if weights is not None else directory / WEIGHTS_FILE
+    state = load_tensors(path)
     if isinstance(state.get("model"), dict):  # a trainer checkpoint holds the weights under "model"
         state = state["model"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{weights or directory / WEIGHTS_FILE}: weights do not match {CONFIG_FILE}: "
-                         f"missing {_preview(missing)}, unexpected {_preview(unexpected)}")
-    return SpeechModel(model, load_tokenizer(directory), feature_config, directory).to(device)
+    load_weights(model, state, path)
+    tokenizer = load_tokenizer(directory)
+    fusion = load_lm(lm, tokenizer=tokenizer) if lm is not None else None
+    return SpeechModel(model, tokenizer, feature_config, directory, lm=fusion).to(device)
+
+
+def load_weights(module: torch.nn.Module, state: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """module.load_state_dict(state), or a ValueError naming `path` (the weights file) and every
+    parameter that is missing, unexpected or of the wrong shape for the module built from config.yaml."""
+    expected = module.state_dict()
+    missing = [name for name in expected if name not in state]
+    unexpected = [name for name in state if name not in expected]
+    wrong_shape = [f"{name} {_shape(value)} (config.yaml: {tuple(expected[name].shape)})"
+                   for name, value in state.items()
+                   if name in expected and _shape(value) != tuple(expected[name].shape)]
+    problems = [f"{what} {_preview(names)}" for what, names in
+                (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if names]
+    if problems:
+        raise ValueError(f"{path}: weights do not match {CONFIG_FILE}: {'; '.join(problems)}")
+    module.load_state_dict(state)
+
+
+def _shape(value: Any) -> tuple[int, ...] | str:
+    return tuple(value.shape) if isinstance(value, Tensor) else f"<{type(value).__name__}, not a tensor>"
 
 
 def _preview(names: Sequence[str], limit: int = 5) -> str:

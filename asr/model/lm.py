@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor, nn
 
-from asr.fileio import atomic_write_text, load_tensors, save_tensors
+from asr.fileio import load_tensors, save_tensors
 from asr.model.attention import MultiHeadAttention
 from asr.model.config import PAD_ID, _check, _check_transformer_dims, _check_types
+from asr.model.io import CONFIG_FILE, load_weights, read_config_file, write_config_file
 from asr.model.layers import FeedForward, lookup, residual
 from asr.model.loss import label_smoothed_nll, token_accuracy
 from asr.model.model import decoder_io
@@ -33,7 +33,6 @@ from asr.model.positional import SinusoidalPositionalEncoding
 from asr.text import Tokenizer, load_tokenizer
 from asr.typed_config import from_dict
 
-CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "lm.pt"
 FORMAT_VERSION = 1
 
@@ -200,7 +199,7 @@ def save_lm_dir(directory: str | os.PathLike, lm: TransformerLM, tokenizer: Toke
     tokenizer.save(directory)
     config = {"format_version": FORMAT_VERSION, "lm": lm.config.to_dict(),
               "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size}}
-    atomic_write_text(directory / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_config_file(directory, config)
     return directory
 
 
@@ -209,30 +208,13 @@ def load_lm(directory: str | os.PathLike, device: str | torch.device = "cpu",
     """Load an LM directory in eval mode. tokenizer: the ASR model's, which must equal the LM's
     token for token (fusion adds scores of the same ids), else a ValueError says where they differ."""
     directory = Path(directory)
-    path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; is {directory} a language-model directory?")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("lm"), dict):
-        raise ValueError(f"{path}: expected a mapping with an 'lm' section")
-    if config.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {config['format_version']} is newer than this asr supports "
-                         f"({FORMAT_VERSION})")
+    config = read_config_file(directory, ("lm",), "language-model directory", max_version=FORMAT_VERSION)
     try:
         lm = build_lm(LMConfig.from_dict(config["lm"]))
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise ValueError(f"{directory / CONFIG_FILE}: {error}") from None
     weights = directory / WEIGHTS_FILE
-    try:
-        missing, unexpected = lm.load_state_dict(load_tensors(weights), strict=False)
-    except RuntimeError as error:  # tensors of the wrong shape
-        raise ValueError(f"{weights}: weights do not match {CONFIG_FILE}: {error}") from None
-    if missing or unexpected:
-        raise ValueError(f"{weights}: weights do not match {CONFIG_FILE}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+    load_weights(lm, load_tensors(weights), weights)
     if tokenizer is not None:
         check_same_tokenizer(load_tokenizer(directory), tokenizer, where=str(directory))
     return lm.to(device).eval()

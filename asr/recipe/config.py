@@ -11,11 +11,12 @@ from typing import Any
 
 from asr.decode.options import DecodeOptions
 from asr.features import FeatureConfig
+from asr.model.io import DEFAULT_CTC_WEIGHT, apply_task_defaults
 from asr.text import TextNormalizer
 from asr.train.config import OptimConfig, TrainerConfig
 from asr.typed_config import from_dict
 
-STAGES = ("prepare", "tokenizer", "train", "average", "decode", "score")
+STAGES = ("prepare", "tokenizer", "lm", "train", "average", "decode", "score")
 TASKS = ("asr", "st")
 
 
@@ -47,6 +48,9 @@ class DataConfig:
     max_batch_size: int = 0
     num_buckets: int = 10
     holdout_speaker: str | None = None  # for corpora that support a speaker-independent test (fsdd)
+    shards: str | None = None  # shards.json from asr-shard: training streams from these tar shards
+    shuffle_buffer: int = 1000  # utterances in the shard stream's shuffle buffer
+    features_on_device: bool = False  # data workers only decode audio; the trainer computes features
 
     def manifest(self, name: str) -> Path:
         return Path(self.dir) / f"{name}.jsonl"
@@ -62,6 +66,43 @@ class AverageConfig:
     def __post_init__(self) -> None:
         if self.num < 1 or self.by not in ("best", "last"):
             raise ValueError(f"average: num must be >= 1 and by 'best' or 'last', got num={self.num}, by={self.by!r}")
+
+
+@dataclass(frozen=True)
+class LMSettings:
+    """The language model for shallow fusion: the `lm` stage trains it with the experiment's tokenizer
+    (and the run's trainer/optim/average settings), `decode` fuses it when decode.lm_weight > 0.
+
+    dir: the LM directory (default: {exp_dir}/lm/model; training state goes to {exp_dir}/lm).
+    text / valid_text: what it learns from: text files (one sentence a line) or JSONL manifests
+        (their transcripts; for task=st their translations). Default: the data.train / data.valid manifests.
+    model: asr.model.lm.LMConfig fields (vocab_size comes from the tokenizer).
+    max_tokens: dynamic batching: padded tokens per batch.
+    """
+
+    dir: str | None = None
+    text: tuple[str, ...] = ()
+    valid_text: tuple[str, ...] = ()
+    model: dict[str, Any] = field(default_factory=dict)
+    max_tokens: int = 20000
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"lm.max_tokens={self.max_tokens}: expected a positive number of tokens")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """metric: how the score stage ranks results: wer | cer (e.g. Chinese, written without spaces) |
+    bleu; None = bleu for task=st, wer otherwise."""
+
+    metric: str | None = None
+
+    def __post_init__(self) -> None:
+        from asr.scoring import METRICS
+
+        if self.metric is not None and self.metric not in METRICS:
+            raise ValueError(f"score.metric={self.metric!r}: expected one of {METRICS} or null")
 
 
 @dataclass(frozen=True)
@@ -95,6 +136,8 @@ class ExperimentConfig:
     decode: DecodeOptions = DecodeOptions()
     decode_batch_seconds: float = 300.0
     average: AverageConfig = AverageConfig()
+    lm: LMSettings = LMSettings()
+    score: ScoreConfig = ScoreConfig()
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -102,10 +145,28 @@ class ExperimentConfig:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ValueError(f"stages: unknown stage(s) {unknown}; stages are {list(STAGES)}")
+        if self.task == "st" and self.decode.ctc_weight not in (0.0, DEFAULT_CTC_WEIGHT):
+            raise ValueError(f"decode.ctc_weight={self.decode.ctc_weight} with task=st: the CTC head models the "
+                             "source transcript, not the translation; translation decodes with decode.ctc_weight=0")
 
     @property
     def model_dir(self) -> Path:
         return Path(self.exp_dir) / "model"
+
+    @property
+    def lm_exp_dir(self) -> Path:
+        """Where the lm stage trains (checkpoints, metrics.jsonl), apart from the speech model's."""
+        return Path(self.exp_dir) / "lm"
+
+    @property
+    def lm_dir(self) -> Path:
+        """The language-model directory: lm.dir, or {exp_dir}/lm/model."""
+        return Path(self.lm.dir) if self.lm.dir is not None else self.lm_exp_dir / "model"
+
+    @property
+    def score_metric(self) -> str:
+        """score.metric, or its task default (bleu for st, wer for asr)."""
+        return self.score.metric or ("bleu" if self.task == "st" else "wer")
 
     @property
     def prefix_tokens(self) -> tuple[str, ...]:
@@ -114,8 +175,9 @@ class ExperimentConfig:
 
     @property
     def decode_options(self) -> DecodeOptions:
+        """The decode section with the task's prefix; task=st decodes without CTC (apply_task_defaults)."""
         target = self.data.target_lang if self.task == "st" else None
-        return self.decode.replace(task=self.task, target_lang=target)
+        return apply_task_defaults(self.decode.replace(task=self.task, target_lang=target))
 
     @classmethod
     def from_hydra(cls, values: dict[str, Any]) -> ExperimentConfig:

@@ -1,7 +1,7 @@
 """Training checkpoints: atomic writes, RNG snapshots, best-k retention, weight averaging.
 
 Layout under `exp_dir/checkpoints/`:
-    last.pt          the latest state (resume starts here); rewritten atomically
+    last.pt          the latest state (resume starts here); rewritten atomically (asr.fileio)
     step{N}.pt       a validated checkpoint, kept while it is among the best `keep_best`
     index.json       the kept checkpoints with their metric, best first (for the `average` stage)
 
@@ -15,7 +15,6 @@ import json
 import math
 import os
 import random
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,58 +22,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from asr.fileio import load_tensors, save_tensors, write_json
+
 CHECKPOINT_VERSION = 1
 
 
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write a file through `write(fileobj)` so that `path` is either the old or the new file, never half.
-
-    The temporary file lives in the same directory (os.replace is atomic only within a file
-    system) and is fsynced before the rename, so a crash or SIGKILL at any moment leaves a
-    complete file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: its files are private (0600), which would make every checkpoint
-    # unreadable to the rest of a team; os.open's mode goes through the umask like a plain open().
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # Make the rename itself durable.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """torch.save `state` to `path` atomically."""
-    atomic_write_bytes(Path(path), lambda f: torch.save(state, f))
-
-
-def write_json(path: str | os.PathLike, value: Any) -> None:
-    """Write JSON atomically."""
-    atomic_write_bytes(Path(path), lambda f: f.write(json.dumps(value, indent=1).encode()))
+    """torch.save `state` to `path` atomically (asr.fileio.save_tensors: a crash leaves the old file or
+    the new one, never half of one)."""
+    save_tensors(state, path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (weights_only=True); a clear error names a missing or corrupt file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    """Load a checkpoint safely (asr.fileio.load_tensors: weights_only=True); errors name the file."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for truncated / foreign files
-        raise ValueError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from e
+        return load_tensors(path, map_location=map_location)
+    except ValueError as error:  # truncated or foreign: say that it was meant to be a checkpoint
+        cause = error.__cause__
+        raise ValueError(f"{path}: cannot load checkpoint ({type(cause).__name__}: {cause})") from cause
 
 
 # --- random number generators -------------------------------------------------------------------
@@ -186,7 +151,7 @@ class CheckpointManager:
         self.kept = sorted((dict(e) for e in state["kept"]), key=self._rank_key)[: self.keep_best]
 
     def remove_partial_writes(self) -> None:
-        """Delete the temporary files of writes that a killed process never finished (atomic_write_bytes)."""
+        """Delete the temporary files of writes that a killed process never finished (asr.fileio.atomic_write)."""
         for path in self.directory.glob(".*.tmp"):
             path.unlink(missing_ok=True)
 

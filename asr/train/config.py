@@ -1,35 +1,23 @@
 """Typed training configuration: the optimiser/schedule (`OptimConfig`) and the loop (`TrainerConfig`).
 
 Plain frozen dataclasses: recipes and CLIs turn their Hydra/YAML config into these with
-`from_dict`, which rejects unknown keys so that a typo in a config file fails loudly.
+`from_dict` (asr.typed_config), which rejects unknown keys so that a typo in a config file fails loudly.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from asr.typed_config import from_dict
 
 SCHEDULERS = ("noam", "cosine", "constant")
 OPTIMIZERS = ("adamw", "adam")
 PRECISIONS = ("fp32", "bf16")
 # Metric name -> True when larger is better.
 BEST_METRICS = {"valid_loss": False, "valid_acc": True, "valid_wer": False}
-
-_C = TypeVar("_C")
-
-
-def _from_dict(cls: type[_C], values: dict[str, Any]) -> _C:
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
-    values = dict(values)
-    # YAML/JSON have no tuples: accept a list wherever the field default is a tuple.
-    for f in fields(cls):  # type: ignore[arg-type]
-        if isinstance(f.default, tuple) and isinstance(values.get(f.name), list):
-            values[f.name] = tuple(values[f.name])
-    return cls(**values)
 
 
 def _check(cls_name: str, condition: bool, field: str, message: str, value: Any) -> None:
@@ -76,18 +64,23 @@ class OptimConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> OptimConfig:
-        return _from_dict(cls, values)
+    def from_dict(cls, values: Mapping[str, Any]) -> OptimConfig:
+        return from_dict(cls, values)
 
 
 @dataclass(frozen=True)
 class TrainerConfig:
     """The training loop.
 
-    Steps count optimiser updates (one update = `accum_grad` batches). Zero means "off" for
+    Steps count optimiser updates (one update = `accum_grad` batches per process). Zero means "off" for
     max_steps, valid_every_steps (then: validate once per epoch), save_every_steps (then: save at
     epoch ends and validations), early_stop_patience and sampling_ramp_steps (then: the full
     sampling_prob from the start).
+
+    reference_world_size: the number of processes (GPUs) that `accum_grad` is meant for; 0 = use
+    accum_grad as it is whatever the number. With N > 0 the batches per update and process become
+    accum_grad x N / world_size (see accum_grad_for), so the effective batch, the number of updates
+    per epoch and with them the learning-rate schedule stay the same on any number of GPUs.
     """
 
     max_epochs: int = 100
@@ -112,6 +105,7 @@ class TrainerConfig:
     resume: bool = True
     progress_bar: bool = True
     plot_attention: bool = True
+    reference_world_size: int = 0
 
     def __post_init__(self) -> None:
         n = "TrainerConfig"
@@ -119,7 +113,7 @@ class TrainerConfig:
                      "valid_batch_size"):
             _check(n, getattr(self, name) >= 1, name, "expected an integer >= 1", getattr(self, name))
         for name in ("max_steps", "valid_every_steps", "valid_decode_utts", "early_stop_patience",
-                     "save_every_steps", "num_workers", "sampling_ramp_steps", "seed"):
+                     "save_every_steps", "num_workers", "sampling_ramp_steps", "seed", "reference_world_size"):
             _check(n, getattr(self, name) >= 0, name, "expected an integer >= 0", getattr(self, name))
         _check(n, self.grad_clip >= 0, "grad_clip", "expected >= 0 (0 = no clipping)", self.grad_clip)
         _check(n, self.precision in PRECISIONS, "precision", f"expected one of {PRECISIONS}", self.precision)
@@ -131,6 +125,27 @@ class TrainerConfig:
     def higher_is_better(self) -> bool:
         return BEST_METRICS[self.best_metric]
 
+    def accum_grad_for(self, world_size: int) -> int:
+        """Batches each of `world_size` processes accumulates per update.
+
+        accum_grad when reference_world_size is 0; else accum_grad x reference_world_size / world_size,
+        which keeps accum_grad x world_size (the batches in one update) what it is on reference_world_size
+        processes. Raises ValueError when that does not divide evenly.
+        """
+        if world_size < 1:
+            raise ValueError(f"TrainerConfig.accum_grad_for: world_size must be >= 1, got {world_size}")
+        if self.reference_world_size == 0:
+            return self.accum_grad
+        total = self.accum_grad * self.reference_world_size
+        if total % world_size:
+            divisors = [n for n in range(1, total + 1) if total % n == 0]
+            raise ValueError(
+                f"TrainerConfig: accum_grad={self.accum_grad} x reference_world_size={self.reference_world_size} = "
+                f"{total} batches per update cannot be split evenly over {world_size} processes; run on one of "
+                f"{divisors} processes, or set reference_world_size=0 to accumulate accum_grad={self.accum_grad} "
+                "batches per process (a different effective batch)")
+        return total // world_size
+
     def sampling_prob_at(self, step: int) -> float:
         """Scheduled-sampling probability for optimiser step `step` (linear ramp from 0)."""
         if self.sampling_ramp_steps == 0:
@@ -141,5 +156,5 @@ class TrainerConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainerConfig:
-        return _from_dict(cls, values)
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainerConfig:
+        return from_dict(cls, values)

@@ -14,6 +14,8 @@ resumed therefore ends with the same weights as one that never stopped.
 
 from __future__ import annotations
 
+import copy
+import logging
 import math
 import os
 import random
@@ -29,7 +31,7 @@ import torch
 import torch.distributed
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from tqdm import tqdm
 
 from asr.data import Batch, collate
@@ -40,6 +42,8 @@ from asr.train.metrics_log import MetricsLogger
 from asr.train.optim import build_optimizer, build_scheduler
 from asr.train.plots import plot_attention, plot_training_curves
 from asr.train.validation import validate
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,7 +66,12 @@ class Trainer:
     """Trains an ASRModel (anything whose forward(Batch) returns a dict with a scalar "loss").
 
     train_sampler yields lists of indices (a DynamicBatchSampler, built with this process's rank and
-    world_size under torchrun). valid_sampler is optional: by default validation takes the
+    world_size under torchrun). A streaming train_dataset (an IterableDataset of Batches, such as
+    asr.data.stream.ShardDataset, built with this process's rank, world_size and config.num_workers)
+    batches itself: pass train_sampler=None. A train_dataset with `waveforms` true yields batches of
+    waveforms; their features are computed here, on the training device, by a copy of its `features`.
+    config.reference_world_size keeps the effective batch when the number of processes changes
+    (see TrainerConfig.accum_grad_for). valid_sampler is optional: by default validation takes the
     validation set in order, `valid_batch_size` utterances a batch, sharded across processes.
     tokenizer turns token ids into text for the validation WER (without one, WER is over token ids).
     """
@@ -71,7 +80,7 @@ class Trainer:
         self,
         model: nn.Module,
         train_dataset: Dataset,
-        train_sampler: Sampler[list[int]],
+        train_sampler: Sampler[list[int]] | None,
         valid_dataset: Dataset | None,
         config: TrainerConfig,
         optim: OptimConfig,
@@ -83,10 +92,17 @@ class Trainer:
         self.exp_dir = Path(exp_dir)
         self.dist: DistInfo = init_distributed(config.device)
         self.device = resolve_device(config.device, self.dist)
-        for name, value in (("rank", self.dist.rank), ("world_size", self.dist.world_size)):
-            if getattr(train_sampler, name, value) != value:
-                raise ValueError(f"Trainer: train_sampler.{name}={getattr(train_sampler, name)} but this process "
-                                 f"has {name}={value}; build the sampler with rank= and world_size=")
+        self.streaming = isinstance(train_dataset, IterableDataset)
+        if self.streaming != (train_sampler is None):
+            raise ValueError("Trainer: a streaming train_dataset (IterableDataset) batches itself and takes "
+                             "train_sampler=None; a map-style one needs a train_sampler")
+        source, source_name = (train_dataset, "train_dataset") if self.streaming else (train_sampler, "train_sampler")
+        for name, value in (("rank", self.dist.rank), ("world_size", self.dist.world_size),
+                            ("num_workers", config.num_workers if self.streaming else None)):
+            if value is not None and getattr(source, name, value) != value:
+                raise ValueError(f"Trainer: {source_name}.{name}={getattr(source, name)} but this process has "
+                                 f"{name}={value}; build it with rank=, world_size= (and num_workers= for streaming)")
+        self.accum_grad = config.accum_grad_for(self.dist.world_size)
         if config.sampling_prob > 0 and not hasattr(model, "set_sampling_prob"):
             raise ValueError(f"TrainerConfig.sampling_prob={config.sampling_prob} but {type(model).__name__} "
                              "has no set_sampling_prob()")
@@ -97,7 +113,7 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
         self.train_dataset, self.train_sampler = train_dataset, train_sampler
         self.valid_dataset, self.valid_sampler, self.tokenizer = valid_dataset, valid_sampler, tokenizer
-        self.updates_per_epoch = math.ceil(len(train_sampler) / config.accum_grad)
+        self.updates_per_epoch = math.ceil(self._batches_per_epoch() / self.accum_grad)
         total = config.max_steps or config.max_epochs * self.updates_per_epoch
         self.optimizer = build_optimizer(self.model, optim)
         self.scheduler = build_scheduler(self.optimizer, optim, max(total, optim.warmup_steps + 1))
@@ -105,6 +121,9 @@ class Trainer:
                                              write=self.dist.is_main)
         features = getattr(train_dataset, "features", None)
         self.frame_shift = features.config.hop_ms / 1000 if features is not None else 0.01
+        # Features on the training device: the data workers only decode (and speed-perturb) audio.
+        self.device_features = (copy.deepcopy(features).to(self.device)
+                                if getattr(train_dataset, "waveforms", False) else None)
         self.autocast_dtype = torch.bfloat16 if config.precision == "bf16" else None
         # Training state (all of it goes into checkpoints).
         self.step = self.epoch = self.batches_done = 0
@@ -157,6 +176,11 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batches_done = int(state["sampler"]["batches_done"])
+        saved_workers = state.get("trainer_config", {}).get("num_workers")
+        if self.streaming and self.batches_done and saved_workers != self.config.num_workers:
+            raise ValueError(f"{path} stopped inside epoch {self.epoch} of a streaming dataset read by "
+                             f"{saved_workers} DataLoader worker(s) per process; resume it with "
+                             f"trainer.num_workers={saved_workers} (the shards are dealt out per worker)")
         self.history = list(state["history"])
         t = state["trainer"]
         self.nonfinite_total, self.bad_validations = t["nonfinite_total"], t["bad_validations"]
@@ -221,25 +245,34 @@ class Trainer:
     def _reached_max_steps(self) -> bool:
         return self.config.max_steps > 0 and self.step >= self.config.max_steps
 
+    def _batches_per_epoch(self) -> int:
+        """This process's batches in the current epoch (a streaming dataset plans them per epoch)."""
+        return len(self.train_dataset) if self.streaming else len(self.train_sampler)
+
     def _loader(self) -> DataLoader:
-        self.train_sampler.set_epoch(self.epoch)
+        # The streaming dataset resumes itself: each of its workers skips its share of the consumed batches.
+        position = self.train_dataset if self.streaming else self.train_sampler
+        position.set_epoch(self.epoch)
         if self.batches_done:
-            self.train_sampler.load_state_dict({"epoch": self.epoch, "batches_done": self.batches_done})
-        if hasattr(self.train_dataset, "set_epoch"):
+            position.load_state_dict({"epoch": self.epoch, "batches_done": self.batches_done})
+        if not self.streaming and hasattr(self.train_dataset, "set_epoch"):
             self.train_dataset.set_epoch(self.epoch)
         # Own generator per epoch: worker seeds depend on (seed, epoch) only, and creating the
         # iterator draws nothing from the global RNG (which dropout and SpecAugment use).
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
+        pin = self.device.type == "cuda"
+        if self.streaming:
+            return DataLoader(self.train_dataset, batch_size=None, num_workers=self.config.num_workers,
+                              generator=generator, pin_memory=pin)
         return DataLoader(self.train_dataset, batch_sampler=self.train_sampler, collate_fn=collate,
-                          num_workers=self.config.num_workers, generator=generator,
-                          pin_memory=self.device.type == "cuda")
+                          num_workers=self.config.num_workers, generator=generator, pin_memory=pin)
 
     def _train_epoch(self) -> str | None:
         """One epoch (or its rest, when resuming); returns a stop reason or None."""
         c = self.config
         self.ddp_model.train()
         loader = self._loader()
-        bar = tqdm(total=len(self.train_sampler), initial=self.batches_done, desc=f"epoch {self.epoch}",
+        bar = tqdm(total=self._batches_per_epoch(), initial=self.batches_done, desc=f"epoch {self.epoch}",
                    disable=not (c.progress_bar and self.dist.is_main), dynamic_ncols=True, leave=False)
         group: list[Batch] = []
         self._window = {"start": time.perf_counter(), "audio": 0.0, "sums": {}, "count": 0}
@@ -247,7 +280,7 @@ class Trainer:
             group.append(batch)
             self.batches_done += 1
             bar.update(1)
-            if len(group) < c.accum_grad:
+            if len(group) < self.accum_grad:
                 continue
             reason = self._update(group, bar)
             group = []
@@ -281,13 +314,15 @@ class Trainer:
             self.model.set_sampling_prob(c.sampling_prob_at(self.step))
         sums: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(group):
-            self._window["audio"] += float(batch.feat_lengths.sum()) * self.frame_shift
+            self._window["audio"] += self._audio_seconds(batch)
+            if self.device_features is not None:
+                batch = batch.with_features(self.device_features, self.device)
             batch = batch.to(self.device)
             # Gradients are all-reduced once per update, on the group's last backward.
             sync = i == len(group) - 1 or not self.dist.enabled
             with nullcontext() if sync else self.ddp_model.no_sync():
                 out = self._forward(batch)
-                (out["loss"] / c.accum_grad).backward()
+                (out["loss"] / self.accum_grad).backward()
             for key, value in out.items():
                 if isinstance(value, torch.Tensor) and value.dim() == 0:
                     sums[key] = sums.get(key, 0.0) + value.detach().float()
@@ -317,6 +352,12 @@ class Trainer:
             self._save(self._rng_snapshot())
         # At max_steps, fit() validates and saves the final state.
         return "max_steps" if self._reached_max_steps() else None
+
+    def _audio_seconds(self, batch: Batch) -> float:
+        """Seconds of audio in a batch (from the host-side lengths: no device sync)."""
+        if batch.waves is not None:
+            return float(batch.wave_lengths.sum()) / self.device_features.config.sample_rate
+        return float(batch.feat_lengths.sum()) * self.frame_shift
 
     def _skip_update(self, group: list[Batch], loss: torch.Tensor) -> str | None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -353,6 +394,9 @@ class Trainer:
         self.history.append(record)
         if self.logger is not None:
             self.logger.log(record)
+        # Validations always reach the console; training lines only when no progress bar shows them.
+        if self.dist.is_main and (record["event"] != "train" or not self.config.progress_bar):
+            log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
 
     def _validate_and_save(self, rng: list[dict[str, Any]]) -> str | None:
         """Validate, log, rank and save; the training RNG stream is left exactly as it was."""
