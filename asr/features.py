@@ -20,15 +20,21 @@ from torch import Tensor, nn
 
 from asr.fileio import write_json
 
-FEATURE_KINDS = ("logmel", "fbank")
+FEATURE_KINDS = ("logmel", "fbank", "whisper")
+WHISPER_CHUNK_S = 30.0  # Whisper models read exactly 30 s of (zero-padded) audio
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     """How waveforms become features.
 
-    kind: "logmel" (torchaudio mel spectrogram with Slaney mel scale, natural log, centred frames)
-          or "fbank" (Kaldi-compatible `torchaudio.compliance.kaldi.fbank`, frames snipped at the edges).
+    kind: "logmel" (torchaudio mel spectrogram with Slaney mel scale, natural log, centred frames),
+          "fbank" (Kaldi-compatible `torchaudio.compliance.kaldi.fbank`, frames snipped at the edges), or
+          "whisper" (openai-whisper's log-mel: each waveform zero-padded to 30 s, the "logmel" spectrogram
+          without its last frame, log10, floored at the utterance's maximum - 8, then (x + 4) / 4; every
+          one of the 3000 frames counts as valid, as in Whisper's training; longer audio is an error).
+    utterance_cmvn: normalise each utterance's features to zero mean and unit variance per bin
+          (fairseq Speech2Text's input normalisation).
     """
 
     kind: str = "logmel"
@@ -40,6 +46,7 @@ class FeatureConfig:
     f_min: float = 0.0
     f_max: float | None = None
     dither: float = 0.0
+    utterance_cmvn: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -53,6 +60,11 @@ class FeatureConfig:
             )
         if self.hop_length < 1 or self.n_mels < 1:
             raise ValueError("FeatureConfig: hop_ms and n_mels must be positive")
+
+    @property
+    def max_seconds(self) -> float | None:
+        """The longest audio one input may hold (None: any length)."""
+        return WHISPER_CHUNK_S if self.kind == "whisper" else None
 
     @property
     def win_length(self) -> int:
@@ -95,10 +107,15 @@ class FeatureExtractor(nn.Module):
             norm="slaney",
             mel_scale="slaney",
         )
+        if c.kind == "whisper":  # librosa's filters (which Whisper was trained with), to the last bit
+            filters = slaney_mel_filters(c.sample_rate, c.n_fft, c.n_mels, c.f_min, c.f_max)
+            self.register_buffer("whisper_filters", filters, persistent=False)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for `num_samples` samples (0 when too short for a Kaldi frame)."""
         hop, win = self.config.hop_length, self.config.win_length
+        if self.config.kind == "whisper":
+            return self._whisper_samples // hop
         if self.config.kind == "logmel":
             return 1 + num_samples // hop
         return 0 if num_samples < win else 1 + (num_samples - win) // hop
@@ -126,8 +143,12 @@ class FeatureExtractor(nn.Module):
             items = [w + self.config.dither * torch.randn_like(w) / 32768.0 for w in items]
         if self.config.kind == "logmel":
             feats = self._logmel(items)
+        elif self.config.kind == "whisper":
+            feats = self._whisper(items)
         else:
             feats = [self._fbank(w) for w in items]
+        if self.config.utterance_cmvn:
+            feats = [_utterance_cmvn(f) for f in feats]
         feat_lengths = torch.tensor([f.size(0) for f in feats], dtype=torch.long)
         if int(feat_lengths.min()) == 0:
             shortest = int(lengths.min())
@@ -146,6 +167,26 @@ class FeatureExtractor(nn.Module):
         logmel = torch.log(torch.clamp(mel, min=1e-10)).transpose(1, 2)
         return [logmel[i, : self.num_frames(w.numel())] for i, w in enumerate(items)]
 
+    @property
+    def _whisper_samples(self) -> int:
+        return int(WHISPER_CHUNK_S * self.config.sample_rate)
+
+    def _whisper(self, items: list[Tensor]) -> list[Tensor]:
+        # whisper.log_mel_spectrogram(whisper.pad_or_trim(audio)), batched.
+        chunk = self._whisper_samples
+        for wave in items:
+            if wave.numel() > chunk + self.config.hop_length:  # a few samples over: rounding of a 30 s span
+                raise ValueError(f"whisper features take at most {WHISPER_CHUNK_S:g} s of audio, got "
+                                 f"{wave.numel() / self.config.sample_rate:.2f} s (transcribe cuts long audio)")
+        pad = self.config.n_fft // 2
+        batch = torch.stack([_edge_pad(F.pad(w[:chunk], (0, chunk - w[:chunk].numel())), pad) for w in items])
+        power = self.spectrogram(batch)[:, :, :-1]  # (B, n_fft // 2 + 1, T): as torch.stft(...)[..., :-1]
+        mel = self.whisper_filters @ power  # (B, n_mels, T)
+        log_spec = torch.clamp(mel, min=1e-10).log10()
+        log_spec = torch.maximum(log_spec, log_spec.amax(dim=(1, 2), keepdim=True) - 8.0)
+        feats = ((log_spec + 4.0) / 4.0).transpose(1, 2)
+        return list(feats)
+
     def _fbank(self, wave: Tensor) -> Tensor:
         c = self.config
         if wave.numel() < c.win_length:
@@ -162,6 +203,39 @@ class FeatureExtractor(nn.Module):
             dither=0.0,
             energy_floor=0.0,
         )
+
+
+def slaney_mel_filters(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0,
+                       f_max: float | None = None) -> Tensor:
+    """Slaney-style mel filterbank (n_mels, n_fft // 2 + 1), computed in float64 as
+    librosa.filters.mel(sr, n_fft, n_mels) does, then rounded to float32.
+
+    torchaudio's float32 version differs in the last bits, which the log makes visible in the
+    filters' near-zero tails (up to 5e-5 on Whisper's 128-bin features).
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, log_step = min_log_hz / f_sp, math.log(6.4) / 27.0
+
+    def hz_to_mel(hz: float) -> float:
+        return hz / f_sp if hz < min_log_hz else min_log_mel + math.log(hz / min_log_hz) / log_step
+
+    mels = torch.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2, dtype=torch.float64)
+    mel_hz = torch.where(mels >= min_log_mel, min_log_hz * torch.exp(log_step * (mels - min_log_mel)), f_sp * mels)
+    fft_hz = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
+    widths = mel_hz.diff()
+    ramps = mel_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = torch.clamp(torch.minimum(lower, upper), min=0.0)
+    weights *= (2.0 / (mel_hz[2:] - mel_hz[:-2]))[:, None]
+    return weights.float()
+
+
+def _utterance_cmvn(feats: Tensor) -> Tensor:
+    """(T, F) -> the same normalised to zero mean and unit (population) variance per bin."""
+    centred = feats - feats.mean(dim=0)
+    return centred / centred.std(dim=0, correction=0).clamp(min=1e-10)
 
 
 def _edge_pad(wave: Tensor, pad: int) -> Tensor:

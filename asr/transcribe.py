@@ -106,6 +106,9 @@ def iter_transcribe(speech: SpeechModel, sources: Iterable[Any], options: Decode
                          f"{batch_size}")
     check_options(speech, options)
     segmenter = segmenter or SegmenterConfig()
+    longest = speech.feature_config.max_seconds
+    if longest is not None and segmenter.max_segment_s > longest:  # Whisper reads at most 30 s at a time
+        segmenter = dataclasses.replace(segmenter, max_segment_s=longest)
     pool_limit = pool_seconds if pool_seconds is not None else 8 * batch_seconds
     inputs = (source if isinstance(source, AudioInput) else AudioInput(source) for source in sources)
     waiting: deque[_Job] = deque()  # jobs not yet yielded, in input order

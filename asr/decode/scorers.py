@@ -42,7 +42,8 @@ NEG_INF = float("-inf")
 @dataclass(frozen=True)
 class SearchContext:
     """What scorers are built from. enc (B, T, D), enc_lengths (B,): the encoder output;
-    prefix (B, P): tokens forced after <sos> (task, language); lm: the fusion LM or None."""
+    prefix (B, P): tokens forced after <sos> (task, language); lm: the fusion LM or None;
+    sos_id/eos_id: the tokenizer's (imported models have their own)."""
 
     model: nn.Module
     enc: Tensor
@@ -50,6 +51,8 @@ class SearchContext:
     beam: int
     prefix: Tensor
     lm: nn.Module | None = None
+    sos_id: int = SOS_ID
+    eos_id: int = EOS_ID
 
 
 class Scorer(ABC):
@@ -87,14 +90,16 @@ class DecoderScorer(Scorer):
     """The attention decoder: log-softmax of `decoder.step`. Cross-attention K/V are computed once and
     shared by the hypotheses of an utterance (decoder.reorder_state(..., cross=False))."""
 
-    def __init__(self, decoder: nn.Module, enc: Tensor, enc_lengths: Tensor, prefix: Tensor, beam: int):
+    def __init__(self, decoder: nn.Module, enc: Tensor, enc_lengths: Tensor, prefix: Tensor, beam: int,
+                 sos_id: int = SOS_ID):
         self.decoder, self.enc, self.enc_lengths, self.beam = decoder, enc, enc_lengths, beam
-        sos = prefix.new_full((prefix.size(0), 1), SOS_ID)
+        sos = prefix.new_full((prefix.size(0), 1), sos_id)
         self.forced = torch.cat([sos, prefix], dim=1)  # (B, 1 + P)
 
     @classmethod
     def build(cls, context: SearchContext) -> DecoderScorer:
-        return cls(context.model.decoder, context.enc, context.enc_lengths, context.prefix, context.beam)
+        return cls(context.model.decoder, context.enc, context.enc_lengths, context.prefix, context.beam,
+                   context.sos_id)
 
     def init_state(self) -> Pending:
         # <sos> and the prefix are fed once per utterance, before the beam exists.
@@ -140,13 +145,13 @@ class LMScorer(Scorer):
 class LengthBonus(Scorer):
     """1 for every token but <eos>: with weight w, a hypothesis of n tokens gains w * n."""
 
-    def __init__(self, vocab_size: int, device: torch.device):
+    def __init__(self, vocab_size: int, device: torch.device, eos_id: int = EOS_ID):
         self.row = torch.ones(1, vocab_size, device=device)
-        self.row[0, EOS_ID] = 0.0
+        self.row[0, eos_id] = 0.0
 
     @classmethod
     def build(cls, context: SearchContext) -> LengthBonus:
-        return cls(context.model.config.vocab_size, context.enc.device)
+        return cls(context.model.config.vocab_size, context.enc.device, context.eos_id)
 
     def init_state(self) -> None:
         return None

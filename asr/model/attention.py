@@ -15,9 +15,14 @@ from torch import Tensor, nn
 
 
 class MultiHeadAttention(nn.Module):
-    """Queries from x (B, U, d_model); keys/values from x (self) or a memory (B, T, kv_dim) (cross)."""
+    """Queries from x (B, U, d_model); keys/values from x (self) or a memory (B, T, kv_dim) (cross).
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, kv_dim: int | None = None):
+    key_bias=False drops the key projection's bias (as Whisper): it adds the same q.b to every
+    score of a query, which the softmax cancels, so it is dead weight.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, kv_dim: int | None = None,
+                 key_bias: bool = True):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not a multiple of n_heads={n_heads}")
@@ -26,7 +31,7 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = d_model // n_heads
         self.dropout = dropout
         self.query = nn.Linear(d_model, d_model)
-        self.key = nn.Linear(kv_dim, d_model)
+        self.key = nn.Linear(kv_dim, d_model, bias=key_bias)
         self.value = nn.Linear(kv_dim, d_model)
         self.out = nn.Linear(d_model, d_model)
 

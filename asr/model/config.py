@@ -18,14 +18,22 @@ from asr.features import SpecAugmentConfig
 from asr.text.tokenizer import BLANK_ID, EOS_ID, IGNORE_ID, PAD_ID, SOS_ID  # fixed in every tokenizer
 from asr.typed_config import from_dict
 
-__all__ = ["BLANK_ID", "EOS_ID", "IGNORE_ID", "PAD_ID", "SOS_ID", "DecoderConfig", "EncoderConfig", "ModelConfig"]
+__all__ = ["BLANK_ID", "EOS_ID", "IGNORE_ID", "PAD_ID", "SOS_ID", "DecoderConfig", "EncoderConfig", "ModelConfig",
+           "NATConfig"]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Encoder hyper-parameters. subsampling_channels=0 means "d_model channels" (as in WeNet)."""
+    """Encoder hyper-parameters. subsampling_channels=0 means "d_model channels" (as in WeNet).
+
+    Options that imported models need (asr/pretrained; the defaults are this toolkit's own model):
+    subsampling "conv1d2" (Whisper) / "conv1d4_glu" (fairseq S2T) besides "conv2d4/6/8";
+    pos_enc "sinusoidal" | "whisper" | "fairseq" | "learned" (a table of max_positions rows);
+    scale_embedding: multiply the subsampled input by sqrt(d_model) before adding positions;
+    key_bias: a bias on the attention key projections (Whisper has none).
+    """
 
     kind: str = "transformer"
     d_model: int = 256
@@ -39,11 +47,15 @@ class EncoderConfig:
     normalize_before: bool = True
     pos_enc: str = "sinusoidal"
     activation: str = "relu"
+    scale_embedding: bool = True
+    max_positions: int = 0
+    key_bias: bool = True
 
     def __post_init__(self) -> None:
         _check_types(self)
         _check_transformer_dims(self)
         _check(self, self.subsampling_channels >= 0, "subsampling_channels", "expected >= 0 (0 = d_model)")
+        _check_positions(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,8 +66,42 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
+class NATConfig:
+    """The non-autoregressive decoder's own settings (DecoderConfig.kind = "nat", asr/model/nat.py).
+
+    max_len: the most tokens it emits: length classes 0..max_len, or max_len query positions.
+    length_mode: "predict": a length predictor picks L, then L query positions are decoded at once;
+        "eos": max_len query positions are always decoded and the output is cut at the first <eos>
+        (no length predictor).
+    length_weight: weight of the length predictor's cross-entropy, added to the token loss.
+    """
+
+    max_len: int = 128
+    length_mode: str = "predict"
+    length_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _check(self, self.max_len >= 1, "max_len", "expected >= 1")
+        _check(self, self.length_mode in ("predict", "eos"), "length_mode", "expected 'predict' or 'eos'")
+        _check(self, self.length_weight >= 0.0, "length_weight", "expected >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> NATConfig:
+        return from_dict(cls, values)
+
+
+@dataclass(frozen=True)
 class DecoderConfig:
-    """Decoder hyper-parameters. tie_embeddings shares the output projection with the token embedding."""
+    """Decoder hyper-parameters. tie_embeddings shares the output projection with the token embedding.
+
+    kind: "transformer" (autoregressive), "nat" (non-autoregressive, one pass) or "maskctc" (a
+    conditional masked LM that refines CTC output); see asr/model/registry.py. nat: settings of
+    kind "nat" (None: NATConfig() defaults).
+    """
 
     kind: str = "transformer"
     d_model: int = 256
@@ -66,10 +112,19 @@ class DecoderConfig:
     attn_dropout: float = 0.0
     normalize_before: bool = True
     tie_embeddings: bool = True
+    nat: NATConfig | None = None
+    # Options that imported models need (see EncoderConfig); output_bias: a bias on the output projection.
+    activation: str = "relu"
+    pos_enc: str = "sinusoidal"
+    scale_embedding: bool = True
+    max_positions: int = 0
+    key_bias: bool = True
+    output_bias: bool = True
 
     def __post_init__(self) -> None:
         _check_types(self)
         _check_transformer_dims(self)
+        _check_positions(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,6 +188,12 @@ def _check_transformer_dims(config: EncoderConfig | DecoderConfig) -> None:
            f"expected a multiple of n_heads={config.n_heads}")
     for name in ("dropout", "attn_dropout"):
         _check(config, 0.0 <= getattr(config, name) < 1.0, name, "expected a value in [0, 1)")
+
+
+def _check_positions(config: EncoderConfig | DecoderConfig) -> None:
+    _check(config, config.max_positions >= 0, "max_positions", "expected >= 0 (0 = unlimited)")
+    _check(config, config.pos_enc != "learned" or config.max_positions > 0, "max_positions",
+           "expected > 0 with pos_enc='learned' (the size of the learned table)")
 
 
 def _check_types(config: Any) -> None:

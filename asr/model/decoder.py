@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from asr.model.attention import MultiHeadAttention
 from asr.model.config import DecoderConfig
 from asr.model.layers import FeedForward, padding_mask, residual
-from asr.model.positional import SinusoidalPositionalEncoding
+from asr.model.positional import build_positional
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,13 @@ class DecoderLayer(nn.Module):
     """Causal self-attention, cross-attention to the encoder, feed-forward; each a residual sub-layer."""
 
     def __init__(self, d_model: int, n_heads: int, ffn_dim: int, enc_dim: int, dropout: float = 0.1,
-                 attn_dropout: float = 0.0, normalize_before: bool = True):
+                 attn_dropout: float = 0.0, normalize_before: bool = True, activation: str = "relu",
+                 key_bias: bool = True):
         super().__init__()
         self.normalize_before = normalize_before
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attn_dropout)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, attn_dropout, kv_dim=enc_dim)
-        self.ffn = FeedForward(d_model, ffn_dim, dropout)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attn_dropout, key_bias=key_bias)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, attn_dropout, kv_dim=enc_dim, key_bias=key_bias)
+        self.ffn = FeedForward(d_model, ffn_dim, dropout, activation)
         self.self_norm = nn.LayerNorm(d_model)
         self.cross_norm = nn.LayerNorm(d_model)
         self.ffn_norm = nn.LayerNorm(d_model)
@@ -106,7 +107,7 @@ class DecoderLayer(nn.Module):
 
 
 class TransformerDecoder(nn.Module):
-    """Token embedding + sinusoidal positions, N decoder layers, projection to the vocabulary."""
+    """Token embedding + positions (config.pos_enc), N decoder layers, projection to the vocabulary."""
 
     def __init__(self, vocab_size: int, enc_dim: int, config: DecoderConfig):
         super().__init__()
@@ -116,16 +117,22 @@ class TransformerDecoder(nn.Module):
         # std d_model**-0.5: after the sqrt(d_model) input scale embeddings have unit variance, and
         # tied output logits start at a sensible scale.
         nn.init.normal_(self.embed.weight, std=config.d_model**-0.5)
-        self.pos_enc = SinusoidalPositionalEncoding(config.d_model, config.dropout)
+        self.pos_enc = build_positional(config.pos_enc, config.d_model, config.dropout, config.max_positions,
+                                        config.scale_embedding)
         self.layers = nn.ModuleList(
             DecoderLayer(config.d_model, config.n_heads, config.ffn_dim, enc_dim, config.dropout,
-                         config.attn_dropout, config.normalize_before)
+                         config.attn_dropout, config.normalize_before, config.activation, config.key_bias)
             for _ in range(config.n_layers)
         )
         self.final_norm = nn.LayerNorm(config.d_model) if config.normalize_before else nn.Identity()
-        self.output = nn.Linear(config.d_model, vocab_size)
+        self.output = nn.Linear(config.d_model, vocab_size, bias=config.output_bias)
         if config.tie_embeddings:
             self.output.weight = self.embed.weight
+
+    @property
+    def max_positions(self) -> int | None:
+        """The most tokens (<sos> and forced prefix included) it can read; None: no limit (formula positions)."""
+        return self.pos_enc.max_positions
 
     def forward(self, tokens: Tensor, enc: Tensor, enc_lengths: Tensor) -> Tensor:
         """Teacher forcing: tokens (B, U), enc (B, T, enc_dim), enc_lengths (B,) -> logits (B, U, V).

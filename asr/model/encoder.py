@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from asr.model.attention import MultiHeadAttention
 from asr.model.config import EncoderConfig
 from asr.model.layers import FeedForward, lookup, padding_mask, residual
-from asr.model.positional import POSITIONAL
+from asr.model.positional import build_positional
 from asr.model.subsampling import SUBSAMPLING
 
 
@@ -15,10 +15,10 @@ class EncoderLayer(nn.Module):
     """Self-attention then feed-forward, each a residual sub-layer (pre-LN or post-LN)."""
 
     def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float = 0.1, attn_dropout: float = 0.0,
-                 normalize_before: bool = True, activation: str = "relu"):
+                 normalize_before: bool = True, activation: str = "relu", key_bias: bool = True):
         super().__init__()
         self.normalize_before = normalize_before
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attn_dropout)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attn_dropout, key_bias=key_bias)
         self.ffn = FeedForward(d_model, ffn_dim, dropout, activation)
         self.attn_norm = nn.LayerNorm(d_model)
         self.ffn_norm = nn.LayerNorm(d_model)
@@ -41,10 +41,11 @@ class TransformerEncoder(nn.Module):
         self.config = config
         subsampling = lookup(SUBSAMPLING, config.subsampling, "subsampling")
         self.subsampling = subsampling(input_dim, config.d_model, config.subsampling_channels)
-        self.pos_enc = lookup(POSITIONAL, config.pos_enc, "positional encoding")(config.d_model, config.dropout)
+        self.pos_enc = build_positional(config.pos_enc, config.d_model, config.dropout, config.max_positions,
+                                        config.scale_embedding)
         self.layers = nn.ModuleList(
             EncoderLayer(config.d_model, config.n_heads, config.ffn_dim, config.dropout, config.attn_dropout,
-                         config.normalize_before, config.activation)
+                         config.normalize_before, config.activation, config.key_bias)
             for _ in range(config.n_layers)
         )
         # Pre-LN leaves the residual stream unnormalised; post-LN already ends with a LayerNorm.

@@ -1,7 +1,10 @@
 """Convolutional front-ends that shorten the feature sequence before the encoder (as in WeNet/ESPnet).
 
-Convolutions use no padding, so an output frame only sees input frames inside the utterance:
-`output_lengths` follows the conv arithmetic exactly and padded frames never leak into valid ones.
+Conv2dSubsampling (this toolkit's models) uses no padding, so an output frame only sees input frames
+inside the utterance: `output_lengths` follows the conv arithmetic exactly and padded frames never
+leak into valid ones. Conv1dSubsampling (imported Whisper and Speech2Text models) pads each
+convolution as its reference does, and zeroes the frames past each utterance's end before every
+convolution, so that a padded batch still gives every utterance exactly the frames it gets alone.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -89,8 +93,79 @@ class Conv2dSubsampling8(Conv2dSubsampling):
     convs = ((3, 2), (3, 2), (3, 2))
 
 
-SUBSAMPLING: dict[str, type[Conv2dSubsampling]] = {
+class Conv1dSubsampling(nn.Module):
+    """1-D convolutions over time, the feature bins being the input channels; no Linear after them.
+
+    Subclasses set `convs`: (kernel, stride) per convolution, each padded by kernel // 2, and `glu`:
+    a GLU after each convolution (which halves its channels) or else a GELU. channels: the inner
+    convolutions' output channels (0 = d_model). feats (B, T, F) -> (B, T', d_model).
+    """
+
+    convs: tuple[tuple[int, int], ...] = ()
+    glu: bool = False
+
+    def __init__(self, input_dim: int, d_model: int, channels: int = 0):
+        super().__init__()
+        channels = channels or d_model
+        if self.glu and channels % 2:
+            raise ValueError(f"{type(self).__name__}: channels={channels} must be even (a GLU halves them)")
+        layers: list[nn.Module] = []
+        in_channels = input_dim
+        for i, (kernel, stride) in enumerate(self.convs):
+            last = i == len(self.convs) - 1
+            out_channels = (d_model if last else channels) * (2 if self.glu and last else 1)
+            layers.append(nn.Conv1d(in_channels, out_channels, kernel, stride, padding=kernel // 2))
+            in_channels = out_channels // 2 if self.glu else out_channels
+        self.conv = nn.ModuleList(layers)
+
+    @property
+    def rate(self) -> int:
+        """Frames in per frame out."""
+        return math.prod(stride for _, stride in self.convs)
+
+    @property
+    def min_input_length(self) -> int:
+        return 1
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """lengths (B,) -> (B,) frames after subsampling."""
+        for kernel, stride in self.convs:
+            lengths = _padded_conv_length(lengths, kernel, stride)
+        return lengths
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """feats (B, T, F), lengths (B,) -> (x (B, T', d_model), lengths (B,))."""
+        x = feats.transpose(1, 2)  # (B, F, T)
+        for conv, (kernel, stride) in zip(self.conv, self.convs):
+            valid = torch.arange(x.size(2), device=x.device) < lengths.to(x.device)[:, None]
+            x = conv(x.masked_fill(~valid[:, None, :], 0.0))
+            x = F.glu(x, dim=1) if self.glu else F.gelu(x)
+            lengths = _padded_conv_length(lengths, kernel, stride)
+        return x.transpose(1, 2), lengths
+
+
+def _padded_conv_length(lengths: Tensor, kernel: int, stride: int) -> Tensor:
+    """Output frames of a convolution padded by kernel // 2 on both sides."""
+    return (torch.div(lengths + 2 * (kernel // 2) - kernel, stride, rounding_mode="floor") + 1).clamp(min=0)
+
+
+class Conv1dSubsampling2(Conv1dSubsampling):
+    """x2, Whisper's front-end: a kernel-3 convolution, then a kernel-3 stride-2 one, each followed by GELU."""
+
+    convs = ((3, 1), (3, 2))
+
+
+class Conv1dGLUSubsampling4(Conv1dSubsampling):
+    """x4, fairseq Speech2Text's front-end: two kernel-5 stride-2 convolutions, each followed by a GLU."""
+
+    convs = ((5, 2), (5, 2))
+    glu = True
+
+
+SUBSAMPLING: dict[str, type[nn.Module]] = {
     "conv2d4": Conv2dSubsampling4,
     "conv2d6": Conv2dSubsampling6,
     "conv2d8": Conv2dSubsampling8,
+    "conv1d2": Conv1dSubsampling2,
+    "conv1d4_glu": Conv1dGLUSubsampling4,
 }

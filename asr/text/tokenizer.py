@@ -81,6 +81,40 @@ class Tokenizer(ABC):
         extra = range(len(SPECIAL_TOKENS), len(SPECIAL_TOKENS) + len(self.extra_tokens))
         return frozenset({BLANK_ID, SOS_ID, EOS_ID, PAD_ID, *extra})
 
+    # What decoding asks of a tokenizer besides sos_id/eos_id. Tokenizers of imported models
+    # (asr/text/whisper.py, asr/text/speech2text.py) answer with their models' own conventions.
+
+    @property
+    def suppressed_ids(self) -> frozenset[int]:
+        """Ids the search never emits: the skipped ones except <eos>."""
+        return self.skipped_ids - {self.eos_id}
+
+    @property
+    def initial_suppressed_ids(self) -> frozenset[int]:
+        """Ids the search does not emit as the first token (besides suppressed_ids)."""
+        return frozenset()
+
+    @property
+    def language_ids(self) -> tuple[int, ...]:
+        """The language tokens among which the search detects the language when prefix_ids asks it to."""
+        return ()
+
+    def prefix_ids(self, task: str | None, target_lang: str | None) -> list[int | None]:
+        """Token ids forced after <sos>: the task token ("<asr>"/"<st>", when the tokenizer has task
+        tokens) and the target-language token f"<{target_lang}>". A None entry (tokenizers with
+        language_ids only) is a language token that the search detects per utterance."""
+        ids: list[int | None] = []
+        if task is not None and f"<{task}>" in self.extra_tokens:
+            ids.append(self.token_to_id(f"<{task}>"))
+        if target_lang is not None:
+            token = f"<{target_lang}>"
+            if token not in self.extra_tokens:
+                known = ", ".join(self.extra_tokens) or "none"
+                raise ValueError(f"DecodeOptions.target_lang={target_lang!r}: the tokenizer has no {token} "
+                                 f"token (its task/language tokens: {known})")
+            ids.append(self.token_to_id(token))
+        return ids
+
     def token_to_id(self, token: str) -> int:
         index = self._lookup(token)
         if index is None:
@@ -185,6 +219,14 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
             from asr.text.sentencepiece import SentencePieceTokenizer
 
             return SentencePieceTokenizer.load(Path(directory), kind, extra, normalizer)
+        if kind == "whisper":
+            from asr.text.whisper import WhisperTokenizer
+
+            return WhisperTokenizer.load(Path(directory), meta, normalizer)
+        if kind == "s2t":
+            from asr.text.speech2text import Speech2TextTokenizer
+
+            return Speech2TextTokenizer.load(Path(directory), meta, normalizer)
     except KeyError as error:
         raise ValueError(f"load_tokenizer: {path}: missing field {error}") from None
     raise ValueError(f"load_tokenizer: {path}: unknown kind {kind!r}")
