@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 import asr
 from asr.cli.run import CONF_DIR
+from asr.cli.transcribe import main as transcribe_main
 from asr.data import TextDataset, read_manifest
 from asr.model import LMConfig, ModelConfig, TransformerLM, build_model, load_lm
 from asr.model.io import save_model_dir
@@ -85,6 +86,11 @@ def test_decode_stage_fuses_the_language_model(lm_run):
     # The Python API loads the same pair.
     speech = asr.load_model(exp / "model", lm=exp / "lm" / "model")
     assert speech.lm is not None and speech.lm.config.vocab_size == tokenizer.vocab_size
+    # And so does asr-transcribe (--lm-weight without --lm is an error that says what is missing).
+    wav = read_manifest(root / "data" / "test.jsonl")[0].audio
+    lm_args = ["--beam-size", "2", "--lm-weight", "0.2"]
+    assert transcribe_main([str(exp / "model"), wav, *lm_args, "--lm", str(exp / "lm" / "model")]) == 0
+    assert transcribe_main([str(exp / "model"), wav, *lm_args]) == 2
 
     # Without a language model, decode.lm_weight > 0 says how to get one.
     missing = experiment("recipe=synth", "mode=tiny", *paths, "stage=decode", "decode.lm_weight=0.2",

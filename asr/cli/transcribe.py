@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     decoding.add_argument("--ctc-weight", type=float, default=None,
                           help="weight of CTC prefix scores in [0, 1] (default 0.3; 0 with --task st, since CTC "
                           "models the source transcript)")
-    decoding.add_argument("--lm-weight", type=float, default=0.0, help="shallow fusion weight (needs a model LM)")
+    decoding.add_argument("--lm", default=None, metavar="DIR",
+                          help="language-model directory for shallow fusion (e.g. exp/synth_asr/lm/model from "
+                          "the recipes' lm stage); trained with the same tokenizer as the model")
+    decoding.add_argument("--lm-weight", type=float, default=0.0, help="shallow fusion weight (needs --lm)")
     decoding.add_argument("--length-penalty", type=float, default=0.0, help="rank by score / length ** this")
     decoding.add_argument("--max-len-ratio", type=float, default=1.0,
                           help="at most this many tokens per encoder frame (after subsampling)")
@@ -94,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs = collect_inputs(args.paths)
         if not inputs:
             raise ValueError(f"no audio files found in {', '.join(args.paths)}")
-        speech = load_model(args.model_dir, device=device)
+        if args.lm_weight > 0 and args.lm is None:
+            raise ValueError("--lm-weight needs a language model: pass --lm DIR")
+        speech = load_model(args.model_dir, device=device, lm=args.lm)
         check_options(speech, options)
     except (ValueError, OSError, ManifestError) as error:
         print(f"asr-transcribe: error: {error}", file=sys.stderr)
