@@ -160,10 +160,6 @@ class UtteranceScore:
     def count(self, op: str) -> int:
         return sum(1 for o, _, _ in self.ops if o == op)
 
-    @property
-    def errors(self) -> int:
-        return sum(1 for o, _, _ in self.ops if o != "C")
-
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "ref": self.ref, "hyp": self.hyp, "correct": self.count("C"),
                 "substitutions": self.count("S"), "deletions": self.count("D"), "insertions": self.count("I")}

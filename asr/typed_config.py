@@ -37,11 +37,6 @@ def from_dict(cls: type[T], values: Any, where: str | None = None) -> T:
         raise ValueError(f"{where}: {error}") from None
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    """The inverse of from_dict: nested plain dicts and lists, ready for YAML/JSON."""
-    return _plain(dataclasses.asdict(config))
-
-
 def _convert(hint: Any, value: Any, where: str) -> Any:
     candidates = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     for candidate in candidates:
@@ -49,12 +44,4 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             return from_dict(candidate, value, where)
         if (candidate is tuple or typing.get_origin(candidate) is tuple) and isinstance(value, list):
             return tuple(value)
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
     return value

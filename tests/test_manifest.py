@@ -246,3 +246,14 @@ def test_kaldi_folder_without_text_is_an_error(tmp_path):
     write_lines(tmp_path / "wav.scp", ["r1 /x.wav"])
     with pytest.raises(ManifestError, match="not a Kaldi data folder \\(text is missing\\)"):
         import_kaldi_dir(tmp_path)
+
+
+def test_kaldi_recipe_preparer_writes_one_manifest_per_data_dir(kaldi_dir, tmp_path):
+    """`recipe.prepare.kind: kaldi` (any corpus already in Kaldi form) maps manifest names to data dirs."""
+    from asr.recipe.prepare import PREPARERS
+
+    out = tmp_path / "manifests"
+    PREPARERS["kaldi"](out, str(kaldi_dir.parent), splits={"train": "train"}, lang="en")
+    assert [u.id for u in read_manifest(out / "train.jsonl")] == ["u1", "u2", "u3"]
+    with pytest.raises(ValueError, match="recipe.prepare.splits"):
+        PREPARERS["kaldi"](out, None)

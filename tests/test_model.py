@@ -305,3 +305,18 @@ def test_model_with_different_encoder_and_decoder_widths_and_activation():
     model = build_model(config)
     out = model(make_batch(frames=60))
     assert torch.isfinite(out["loss"]) and model.config is config
+
+
+def test_attention_loss_per_token_or_per_utterance():
+    """length_normalized_loss=False sums the attention loss per utterance, on the CTC loss's scale."""
+    batch = make_batch()
+    torch.manual_seed(0)
+    per_token = build_model(tiny_config()).eval()
+    per_utterance = build_model(tiny_config(length_normalized_loss=False)).eval()
+    per_utterance.load_state_dict(per_token.state_dict())
+    a, b = per_token(batch), per_utterance(batch)
+    # Every target token plus one <eos> per utterance is scored.
+    tokens_per_utterance = float(batch.target_lengths.sum() + len(batch.target_lengths)) / len(batch.target_lengths)
+    torch.testing.assert_close(b["att_loss"], a["att_loss"] * tokens_per_utterance)
+    torch.testing.assert_close(b["ctc_loss"], a["ctc_loss"])
+    torch.testing.assert_close(b["loss"], 0.3 * b["ctc_loss"] + 0.7 * b["att_loss"])

@@ -198,6 +198,7 @@ def test_audio_readers(shared_dir):
     array = open_audio(np.zeros(8000 * 3, dtype=np.float32), RATE, source_rate=8000)
     assert isinstance(array, ArrayAudio) and array.duration == pytest.approx(3.0)
     assert len(array.read(Span(1.0, 2.0), RATE)) == RATE
+    assert [len(b) for b in array.blocks(1.25)] == [20000, 20000, 8000]  # resampled to RATE at open
 
 
 @pytest.mark.parametrize("name", ["bad.wav", "null.wav", "evil.wav", "awful.wav"])

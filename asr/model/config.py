@@ -57,9 +57,6 @@ class EncoderConfig:
         _check(self, self.subsampling_channels >= 0, "subsampling_channels", "expected >= 0 (0 = d_model)")
         _check_positions(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> EncoderConfig:
         return from_dict(cls, values)
@@ -85,9 +82,6 @@ class NATConfig:
         _check(self, self.max_len >= 1, "max_len", "expected >= 1")
         _check(self, self.length_mode in ("predict", "eos"), "length_mode", "expected 'predict' or 'eos'")
         _check(self, self.length_weight >= 0.0, "length_weight", "expected >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> NATConfig:
@@ -126,9 +120,6 @@ class DecoderConfig:
         _check_transformer_dims(self)
         _check_positions(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DecoderConfig:
         return from_dict(cls, values)
@@ -141,6 +132,9 @@ class ModelConfig:
     ctc_weight=1.0 builds no decoder (CTC-only model); ctc_weight=0.0 builds no CTC head.
     lsm_weight: label smoothing of the attention loss. sampling_prob: scheduled-sampling
     probability (the trainer ramps it with ASRModel.set_sampling_prob). specaug=None: no SpecAugment.
+    length_normalized_loss: True averages the attention loss over target tokens; False sums it per
+    utterance and averages over the batch, as the CTC loss always is (ESPnet's and WeNet's default),
+    so that ctc_weight balances two losses on the same scale.
     """
 
     vocab_size: int
@@ -150,6 +144,7 @@ class ModelConfig:
     ctc_weight: float = 0.3
     lsm_weight: float = 0.1
     sampling_prob: float = 0.0
+    length_normalized_loss: bool = True
     specaug: SpecAugmentConfig | None = field(default_factory=SpecAugmentConfig)
 
     def __post_init__(self) -> None:

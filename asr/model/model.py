@@ -93,6 +93,8 @@ class ASRModel(nn.Module):
             ys_in = self.scheduled_sampling(ys_in, enc, enc_lengths, prefix.size(1), target_lengths)
         logits = self.decoder(ys_in, enc, enc_lengths)
         loss = label_smoothed_nll(logits, ys_out, self.config.lsm_weight)
+        if not self.config.length_normalized_loss:  # per utterance, like the CTC loss
+            loss = loss * (ys_out != IGNORE_ID).sum() / ys_out.size(0)
         with torch.no_grad():
             acc = token_accuracy(logits, ys_out)
         return loss, acc

@@ -52,10 +52,6 @@ class _ClosedFormScheduler(LRScheduler):
         f = self.factor(self.last_epoch + 1)
         return [base * f for base in self.base_lrs]
 
-    def lr_at(self, step: int) -> float:
-        """The learning rate of the first parameter group for update number `step` (1-based)."""
-        return float(self.base_lrs[0]) * self.factor(step)
-
 
 class NoamScheduler(_ClosedFormScheduler):
     """Linear warmup to the peak at `warmup_steps`, then inverse square-root decay (floored at min_lr)."""
