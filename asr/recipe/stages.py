@@ -166,8 +166,8 @@ def options_summary(config: ExperimentConfig) -> dict[str, object]:
     """The settings a result depends on, for RESULTS.md."""
     options = config.decode_options
     summary: dict[str, object] = {
-        "recipe": config.recipe.name, "task": config.task, "beam_size": options.beam_size,
-        "ctc_weight": options.ctc_weight, "lm_weight": options.lm_weight}
+        "recipe": config.recipe.name, "task": config.task, "method": options.method,
+        "beam_size": options.beam_size, "ctc_weight": options.ctc_weight, "lm_weight": options.lm_weight}
     if options.lm_weight > 0:
         summary["lm"] = str(config.lm_dir)
     return summary | {"length_penalty": options.length_penalty,
