@@ -180,6 +180,7 @@ def main() -> None:
         # transformers: GenerationMixin.generate from the encoder output (WhisperForConditionalGeneration's own
         # generate, a wrapper for long-form audio, fails on encoder_outputs in transformers 5).
         import transformers
+        from transformers.modeling_outputs import BaseModelOutput
 
         encoder_out = hf_model.model.encoder(mel)
         generation = {"decoder_input_ids": torch.tensor([prompt]), "min_new_tokens": n, "max_new_tokens": n,
@@ -189,7 +190,10 @@ def main() -> None:
                                                        "transformers encoder")
         for name, beam in (("greedy", 1), ("beam5", 5)):
             def generate(b=beam):
-                return transformers.GenerationMixin.generate(hf_model, encoder_outputs=encoder_out, num_beams=b,
+                # A fresh wrapper per call: generate expands encoder_outputs for the beams in place, so a
+                # reused one grows 5x per call (and so does the time, until memory runs out).
+                fresh = BaseModelOutput(last_hidden_state=encoder_out.last_hidden_state)
+                return transformers.GenerationMixin.generate(hf_model, encoder_outputs=fresh, num_beams=b,
                                                              **generation)
             figures[f"transformers_{name}_ms"] = median_ms(generate, args.repeats, f"transformers {name}")
             tokens[f"transformers_{name}"] = generate()[0].tolist()[-n:]
