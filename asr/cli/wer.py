@@ -1,6 +1,6 @@
 """asr-wer: score hypotheses against references (WER/CER/SER, or BLEU/chrF for translation).
 
-    asr-wer REF HYP [--details] [--top N] [--json] [--metric wer|bleu]
+    asr-wer REF HYP [--details] [--top N] [--json] [--metric wer|cer|bleu]
 
 REF and HYP are Kaldi-style `utt_id text` files or JSON Lines manifests with a text field; ids
 are matched, and ids present on one side only are an error that lists them.
@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(jiwer), or BLEU and chrF (sacrebleu) for translation.")
     parser.add_argument("ref", help="references: Kaldi-style 'utt_id text' lines, or a JSONL manifest")
     parser.add_argument("hyp", help="hypotheses, in either format (e.g. the output of asr-transcribe)")
-    parser.add_argument("--metric", choices=METRICS, default="wer", help="wer (WER, CER, SER) or bleu (BLEU, chrF)")
+    parser.add_argument("--metric", choices=METRICS, default="wer",
+                        help="wer or cer: both print WER, CER and SER (cer, the figure for scripts written "
+                        "without spaces, is what a recipe's score.metric=cer puts first); bleu: BLEU and chrF")
     parser.add_argument("--details", action="store_true",
                         help="print each utterance's alignment (sclite-style) and the most frequent confusions")
     parser.add_argument("--top", type=int, default=10, metavar="N", help="how many confusions to list (default 10)")
