@@ -61,6 +61,16 @@ def test_rerunning_a_stage_resumes_instead_of_restarting(fsdd_run):
     assert after["step"] == before["step"]  # nothing left to train: it resumed at the end
 
 
+def test_a_decode_run_keeps_the_training_config(fsdd_run):
+    root, overrides, _ = fsdd_run
+    exp = root / "exp"
+    trained = (exp / "config.yaml").read_text()
+    result = asr_run(*overrides, "stages=[decode,score]", "decode.beam_size=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (exp / "config.yaml").read_text() == trained
+    assert yaml.safe_load((exp / "config.decode_score.yaml").read_text())["decode"]["beam_size"] == 2
+
+
 def test_config_errors_name_the_field(tmp_path):
     result = asr_run("recipe=fsdd", "+trainer.max_epoch=3", f"exp_dir={tmp_path}", "stage=train")
     assert result.returncode != 0 and "config.trainer: unknown key 'max_epoch'" in result.stderr

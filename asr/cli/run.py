@@ -30,8 +30,17 @@ def run(cfg) -> None:  # noqa: ANN001 (a DictConfig; Hydra is imported lazily)
     config = ExperimentConfig.from_hydra(values)
     exp_dir = Path(config.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(exp_dir / "config.yaml", yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+    atomic_write_text(exp_dir / config_file_name(exp_dir, config.stages),
+                      yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
     run_stages(config)
+
+
+def config_file_name(exp_dir: Path, stages: tuple[str, ...]) -> str:
+    """config.yaml for a run that trains (or the first run); config.<stages>.yaml for a later run that
+    does not (a decode with other options, an LM), so it does not hide how the model was trained."""
+    if "train" in stages or not (exp_dir / "config.yaml").exists():
+        return "config.yaml"
+    return f"config.{'_'.join(stages)}.yaml"
 
 
 def main() -> None:
