@@ -1,7 +1,7 @@
 """The corpus preparers and recipes, on miniature fake corpora in each corpus's exact official layout.
 
 Each fake corpus is written here with synthesised audio in the corpus's format (flac, mp3, sph,
-wav) and metadata with the real files' quirks. LibriSpeech also runs its whole recipe in tiny mode.
+wav) and metadata with the real files' quirks; then every recipe runs all its stages on them in tiny mode.
 """
 
 from __future__ import annotations
@@ -148,21 +148,27 @@ def test_librispeech_malformed_transcript_names_file_and_line(tmp_path):
         prepare_librispeech(tmp_path / "data", root, train_hours=100, progress=False)
 
 
-def test_librispeech_recipe_end_to_end_in_tiny_mode(librispeech, tmp_path):
+def run_tiny_recipe(recipe: str, root: Path, tmp_path: Path, *overrides: str) -> Path:
+    """asr-run every stage of `recipe` in tiny mode on the CPU; -> the experiment folder."""
     exp, data = tmp_path / "exp", tmp_path / "data"
     result = subprocess.run(
-        [sys.executable, "-m", "asr.cli.run", "recipe=librispeech", "mode=tiny", f"data.root={librispeech}",
+        [sys.executable, "-m", "asr.cli.run", f"recipe={recipe}", "mode=tiny", f"data.root={root}",
          f"exp_dir={exp}", f"data.dir={data}", "trainer.device=cpu", "trainer.precision=fp32",
          "trainer.max_epochs=1", "trainer.num_workers=0", "trainer.plot_attention=false",
-         "trainer.valid_decode_utts=1"],
+         "trainer.valid_decode_utts=1", *overrides],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert (exp / "RESULTS.md").is_file() and (exp / "model" / "model.pt").is_file()
+    return exp
+
+
+def test_librispeech_recipe_end_to_end_in_tiny_mode(librispeech, tmp_path):
+    exp, data = run_tiny_recipe("librispeech", librispeech, tmp_path), tmp_path / "data"
     assert len(read(data / "train.jsonl")) == 2
     assert json.loads((exp / "model" / "tokenizer.json").read_text())["kind"] == "unigram"
     for test_set in ("dev_clean", "dev_other", "test_clean", "test_other"):
         results = json.loads((exp / "decode" / test_set / "results.json").read_text())
         assert results["num_utts"] == 1 and "wer" in results
-    assert (exp / "RESULTS.md").is_file()
 
 
 # --- Common Voice --------------------------------------------------------------------------------
@@ -406,3 +412,25 @@ def test_covost_splits_and_translations(tmp_path, caplog, with_sentence):
     assert "covost_v2.fr_en.tsv:4: clip 'common_voice_fr_c." in caplog.text
     with pytest.raises(FileNotFoundError, match="covost_v2.fr_de.tsv not found"):
         prepare_covost(tmp_path / "data2", tmp_path / "fr", source_lang="fr", target_lang="de", progress=False)
+
+
+# --- every other recipe, end to end in tiny mode -------------------------------------------------
+
+END_TO_END = {  # recipe: (fake corpus -> data.root, overrides, test sets, metric)
+    "commonvoice": (lambda base: make_commonvoice(base, "wav").parent, ["data.source_lang=xx"], ["test"], "wer"),
+    "tedlium": (make_tedlium, [], ["dev", "test"], "wer"),
+    "aishell": (make_aishell, [], ["dev", "test"], "cer"),
+    "mustc": (lambda base: make_mustc(base).parent, [], ["tst-COMMON"], "bleu"),
+    "covost": (lambda base: make_covost(base, "wav").parent, [], ["test"], "bleu"),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(END_TO_END))
+def test_recipe_end_to_end_in_tiny_mode(recipe, tmp_path):
+    make_corpus, overrides, test_sets, metric = END_TO_END[recipe]
+    exp = run_tiny_recipe(recipe, make_corpus(tmp_path / "corpus"), tmp_path, *overrides)
+    for test_set in test_sets:
+        decode_dir = exp / "decode" / test_set
+        results = json.loads((decode_dir / "results.json").read_text())
+        assert results["metric"] == metric and results["num_utts"] >= 1
+        assert len((decode_dir / "hyp.txt").read_text().splitlines()) == results["num_utts"]
