@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from asr.datasets.tedlium import clean_transcript, prepare_tedlium
 from asr.recipe.config import ExperimentConfig
 from asr.recipe.prepare import PREPARERS, prepare_corpus
 from tests.conftest import make_tone
+from tests.test_recipe import asr_run
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 RECIPES = ("librispeech", "commonvoice", "tedlium", "aishell", "mustc", "covost")
@@ -151,12 +150,9 @@ def test_librispeech_malformed_transcript_names_file_and_line(tmp_path):
 def run_tiny_recipe(recipe: str, root: Path, tmp_path: Path, *overrides: str) -> Path:
     """asr-run every stage of `recipe` in tiny mode on the CPU; -> the experiment folder."""
     exp, data = tmp_path / "exp", tmp_path / "data"
-    result = subprocess.run(
-        [sys.executable, "-m", "asr.cli.run", f"recipe={recipe}", "mode=tiny", f"data.root={root}",
-         f"exp_dir={exp}", f"data.dir={data}", "trainer.device=cpu", "trainer.precision=fp32",
-         "trainer.max_epochs=1", "trainer.num_workers=0", "trainer.plot_attention=false",
-         "trainer.valid_decode_utts=1", *overrides],
-        capture_output=True, text=True, timeout=600)
+    result = asr_run(f"recipe={recipe}", "mode=tiny", f"data.root={root}", f"exp_dir={exp}", f"data.dir={data}",
+                     "trainer.device=cpu", "trainer.precision=fp32", "trainer.max_epochs=1", "trainer.num_workers=0",
+                     "trainer.plot_attention=false", "trainer.valid_decode_utts=1", *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (exp / "RESULTS.md").is_file() and (exp / "model" / "model.pt").is_file()
     return exp

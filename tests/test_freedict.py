@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from asr.datasets.freedict import (
 )
 from asr.datasets.synth_voices import speakers
 from asr.recipe.prepare import PREPARERS
+from tests.test_recipe import asr_run
 
 NAME = "freedict-eng-deu"
 
@@ -353,9 +352,7 @@ def test_prepare_freedict_rejects_bad_arguments(fake_dict: Path, tmp_path: Path)
 
 def test_recipe_runs_end_to_end_in_tiny_mode(fake_dict: Path, tmp_path: Path):
     exp, data = tmp_path / "exp", tmp_path / "data"
-    result = subprocess.run([sys.executable, "-m", "asr.cli.run", "recipe=freedict_st", "mode=tiny",
-                             f"data.root={fake_dict}", f"exp_dir={exp}", f"data.dir={data}"],
-                            capture_output=True, text=True, timeout=600)
+    result = asr_run("recipe=freedict_st", "mode=tiny", f"data.root={fake_dict}", f"exp_dir={exp}", f"data.dir={data}")
     assert result.returncode == 0, result.stderr[-3000:]
     resolved = yaml.safe_load((exp / "config.yaml").read_text())
     assert resolved["task"] == "st" and resolved["data"]["tokenizer"]["kind"] == "unigram"
