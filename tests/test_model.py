@@ -55,7 +55,7 @@ def make_batch(seed: int = 0, batch: int = 4, frames: int = 40, prefix_len: int 
 
 
 @pytest.mark.parametrize("pre_ln", [True, False])
-@pytest.mark.parametrize("subsampling", ["conv2d4", "conv2d6", "conv2d8"])
+@pytest.mark.parametrize("subsampling", ["conv2d2", "conv2d4", "conv2d6", "conv2d8"])
 def test_encoder_padding_invariance(pre_ln, subsampling):
     torch.manual_seed(0)
     config = EncoderConfig(d_model=32, n_heads=4, n_layers=2, ffn_dim=64, subsampling=subsampling,
@@ -291,7 +291,7 @@ def test_build_model_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown decoder kind 'rnnt'; valid names are maskctc, nat, transformer"):
         build_model(tiny_config(decoder=DecoderConfig(kind="rnnt")))
     with pytest.raises(ValueError, match="unknown subsampling 'conv2d5'; valid names are conv1d2, conv1d4_glu, "
-                                         "conv2d4, conv2d6, conv2d8"):
+                                         "conv2d2, conv2d4, conv2d6, conv2d8"):
         build_model(tiny_config(encoder=EncoderConfig(subsampling="conv2d5")))
     with pytest.raises(ValueError, match="unknown positional encoding 'rel'"):
         build_model(tiny_config(encoder=EncoderConfig(pos_enc="rel")))

@@ -74,7 +74,8 @@ def test_special_ids_match_tokenizers():
 # ---------------------------------------------------------------- subsampling
 
 
-@pytest.mark.parametrize("name, rate, min_len", [("conv2d4", 4, 7), ("conv2d6", 6, 11), ("conv2d8", 8, 15)])
+@pytest.mark.parametrize("name, rate, min_len",
+                         [("conv2d2", 2, 7), ("conv2d4", 4, 7), ("conv2d6", 6, 11), ("conv2d8", 8, 15)])
 def test_subsampling_output_lengths_are_exact(name, rate, min_len):
     torch.manual_seed(0)
     sub = SUBSAMPLING[name](input_dim=20, d_model=16, channels=4).eval()
@@ -88,7 +89,7 @@ def test_subsampling_output_lengths_are_exact(name, rate, min_len):
             assert out.shape == (1, int(predicted[length]), 16), (name, length)
             assert int(out_lengths[0]) == out.size(1)
     # About T / rate frames out, as the name promises.
-    assert abs(int(sub.output_lengths(torch.tensor([1000]))) - 1000 / rate) <= 2
+    assert abs(int(sub.output_lengths(torch.tensor([1000]))) - 1000 / rate) <= 3
 
 
 def test_subsampling_errors():

@@ -12,6 +12,7 @@ import yaml
 
 import asr
 from asr.recipe.config import ExperimentConfig
+from asr.train import load_checkpoint
 
 
 def asr_run(*overrides: str, cwd=None) -> subprocess.CompletedProcess:
@@ -69,6 +70,20 @@ def test_a_decode_run_keeps_the_training_config(fsdd_run):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (exp / "config.yaml").read_text() == trained
     assert yaml.safe_load((exp / "config.decode_score.yaml").read_text())["decode"]["beam_size"] == 2
+
+
+def test_num_procs_trains_in_processes_started_by_asr_run(fsdd_run, shared_dir, tmp_path):
+    # trainer.num_procs=2: asr-run starts a 2-process DDP group itself (no torchrun) for the train
+    # stage, then averages, decodes and scores in the one process, as a 1-process run does.
+    root, _, _ = fsdd_run
+    exp = tmp_path / "exp"
+    result = asr_run("recipe=fsdd", "mode=tiny", f"data.root={shared_dir / 'data' / 'fsdd'}", f"exp_dir={exp}",
+                     f"data.dir={root / 'data'}", "trainer.num_procs=2", "trainer.max_epochs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train: 2 processes" in result.stderr
+    last = load_checkpoint(exp / "checkpoints" / "last.pt")
+    assert len(last["rng"]) == 2  # both ranks' RNG streams: it really trained in two processes
+    assert (exp / "RESULTS.md").is_file() and (exp / "decode" / "test").is_dir()
 
 
 def test_config_errors_name_the_field(tmp_path):

@@ -29,7 +29,7 @@ class EncoderConfig:
     """Encoder hyper-parameters. subsampling_channels=0 means "d_model channels" (as in WeNet).
 
     Options that imported models need (asr/pretrained; the defaults are this toolkit's own model):
-    subsampling "conv1d2" (Whisper) / "conv1d4_glu" (fairseq S2T) besides "conv2d4/6/8";
+    subsampling "conv1d2" (Whisper) / "conv1d4_glu" (fairseq S2T) besides "conv2d2/4/6/8";
     pos_enc "sinusoidal" | "whisper" | "fairseq" | "learned" (a table of max_positions rows);
     scale_embedding: multiply the subsampled input by sqrt(d_model) before adding positions;
     key_bias: a bias on the attention key projections (Whisper has none).

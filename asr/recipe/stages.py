@@ -27,6 +27,7 @@ from asr.recipe.config import STAGES, ExperimentConfig
 from asr.recipe.prepare import prepare_corpus
 from asr.text import Tokenizer, load_tokenizer, train_tokenizer
 from asr.train import Trainer, average_experiment, load_checkpoint
+from asr.train.distributed import spawn_local
 from asr.typed_config import from_dict
 
 logger = logging.getLogger(__name__)
@@ -99,12 +100,17 @@ def lm(config: ExperimentConfig) -> None:
 
 
 def train(config: ExperimentConfig) -> None:
-    """Train (resuming when the experiment has a checkpoint), then write the model directory."""
+    """Train (resuming when the experiment has a checkpoint), then write the model directory.
+    trainer.num_procs > 1 (and not under torchrun): in that many processes started here."""
     tok = load_tokenizer(config.model_dir)
     features = FeatureExtractor(config.data.features)
     train_utts = [] if config.data.shards else _read(config, config.data.train)  # shards: streamed instead
+    stats = _cmvn_stats(config, train_utts, features)  # before spawning, so that one process writes it
+    if config.trainer.num_procs > 1 and "WORLD_SIZE" not in os.environ:
+        logger.info("train: %d processes", config.trainer.num_procs)
+        spawn_local(train, (config,), config.trainer.num_procs)
+        return
     valid_utts = _read(config, config.data.valid)
-    stats = _cmvn_stats(config, train_utts, features)
     model = build_model(ModelConfig.from_dict({**config.model, "vocab_size": tok.vocab_size,
                                                "input_dim": config.data.features.n_mels}))
     model.cmvn.set_stats(stats)

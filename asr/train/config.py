@@ -77,6 +77,10 @@ class TrainerConfig:
     epoch ends and validations), early_stop_patience and sampling_ramp_steps (then: the full
     sampling_prob from the start).
 
+    num_procs: train with this many processes (DDP) that asr-run starts on this machine, each with an
+    equal share of the CPU threads (on GPUs: one per GPU). Under torchrun it is ignored: torchrun
+    decides. Each process takes its own batches, so an update sees num_procs batches.
+
     reference_world_size: the number of processes (GPUs) that `accum_grad` is meant for; 0 = use
     accum_grad as it is whatever the number. With N > 0 the batches per update and process become
     accum_grad x N / world_size (see accum_grad_for), so the effective batch, the number of updates
@@ -106,11 +110,12 @@ class TrainerConfig:
     progress_bar: bool = True
     plot_attention: bool = True
     reference_world_size: int = 0
+    num_procs: int = 1
 
     def __post_init__(self) -> None:
         n = "TrainerConfig"
         for name in ("max_epochs", "accum_grad", "keep_best", "log_every_steps", "max_consecutive_nonfinite",
-                     "valid_batch_size"):
+                     "valid_batch_size", "num_procs"):
             _check(n, getattr(self, name) >= 1, name, "expected an integer >= 1", getattr(self, name))
         for name in ("max_steps", "valid_every_steps", "valid_decode_utts", "early_stop_patience",
                      "save_every_steps", "num_workers", "sampling_ramp_steps", "seed", "reference_world_size"):

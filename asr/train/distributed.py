@@ -1,12 +1,17 @@
-"""Multi-process (DDP) plumbing: initialisation from torchrun's environment and small collectives.
+"""Multi-process (DDP) plumbing: initialisation from torchrun's environment, a local launcher, and small
+collectives.
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; with WORLD_SIZE > 1 the process group is created
-here (NCCL on GPUs, Gloo on CPUs). Single-process runs never touch torch.distributed.
+here (NCCL on GPUs, Gloo on CPUs). `spawn_local` starts such a group on this machine without torchrun
+(what `trainer.num_procs` uses). Single-process runs never touch torch.distributed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +48,49 @@ def init_distributed(device: str = "cpu") -> DistInfo:
     backend = "nccl" if device.startswith("cuda") else "gloo"
     dist.init_process_group(backend=backend)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ["LOCAL_RANK"]))
+
+
+def spawn_local(fn: Callable[..., object], args: tuple, num_procs: int) -> None:
+    """Run fn(*args) in `num_procs` new processes that form one process group on this machine (what
+    `torchrun --standalone --nproc_per_node num_procs` does), and wait for them all.
+
+    This process's CPU threads are shared out: each process gets torch.get_num_threads() // num_procs
+    (at least 1). Small models use two CPU cores far better as two single-threaded processes than as one
+    process with two threads. The processes log to this process's log files. An exception in any of
+    them is raised here (torch.multiprocessing.ProcessRaisedException, with the child's traceback).
+    """
+    import torch.multiprocessing as mp
+
+    if num_procs < 1:
+        raise ValueError(f"spawn_local: num_procs must be >= 1, got {num_procs}")
+    root = logging.getLogger()
+    log_files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
+    threads = max(1, torch.get_num_threads() // num_procs)
+    mp.start_processes(_spawned_main, args=(fn, args, num_procs, _free_port(), threads, root.level, log_files),
+                       nprocs=num_procs, join=True, start_method="spawn")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _spawned_main(rank: int, fn: Callable[..., object], args: tuple, world_size: int, port: int, threads: int,
+                  log_level: int, log_files: list[str]) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS=str(threads))
+    torch.set_num_threads(threads)
+    handlers: list[logging.Handler] = [logging.StreamHandler(), *(logging.FileHandler(f) for f in log_files)]
+    # The other ranks repeat rank 0's progress messages: only their warnings and errors are logged.
+    level = log_level if rank == 0 else max(log_level, logging.WARNING)
+    logging.basicConfig(level=level, handlers=handlers, force=True,
+                        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    try:
+        fn(*args)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def resolve_device(device: str, info: DistInfo) -> torch.device:
