@@ -54,16 +54,13 @@ def prepare(config: ExperimentConfig) -> None:
 
 
 def tokenizer(config: ExperimentConfig) -> Tokenizer:
-    """Train the tokenizer on the training texts the task reads (ASR: transcripts; ST: transcripts for
-    the CTC head and translations), or reuse the saved one."""
+    """Train the tokenizer on the training transcripts (and translations), or reuse the saved one."""
     model_dir = config.model_dir
     if (model_dir / "tokenizer.json").is_file():
         logger.info("tokenizer: reusing %s", model_dir / "tokenizer.json")
         return load_tokenizer(model_dir)
     train = _read(config, config.data.train)
-    texts = [u.text for u in train]
-    if config.task == "st":
-        texts += [u.target_text for u in train if u.target_text]
+    texts = [u.text for u in train] + [u.target_text for u in train if u.target_text]
     settings = config.data.tokenizer
     langs = dict.fromkeys(f"<{lang}>" for lang in (config.data.source_lang, config.data.target_lang) if lang)
     result = train_tokenizer(texts, kind=settings.kind, vocab_size=settings.vocab_size,
