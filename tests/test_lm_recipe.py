@@ -104,14 +104,17 @@ def test_lm_stage_reads_text_files_and_manifests(lm_run, tmp_path):
     text = tmp_path / "extra.txt"
     text.write_text("Turn on the lights.\n\nplay some music\n", encoding="utf-8")
     (tmp_path / "exp" / "model").mkdir(parents=True)
-    shutil.copy(root / "exp" / "model" / "tokenizer.json", tmp_path / "exp" / "model")
+    for path in (root / "exp" / "model").glob("tokenizer.*"):  # tokenizer.json (+ the SentencePiece model)
+        shutil.copy(path, tmp_path / "exp" / "model")
     manifest = str(root / "data" / "dev.jsonl")
     config = experiment("recipe=synth_lm", "mode=tiny", f"data.dir={root / 'data'}", f"exp_dir={tmp_path / 'exp'}",
                         "stage=lm", *TINY_LM, f"lm.text=[{text},{manifest}]", f"lm.valid_text=[{text}]",
                         f"lm.dir={tmp_path / 'fusion_lm'}", "trainer.max_epochs=1", "average.num=1",
                         "trainer.progress_bar=false")
     tokenizer = load_tokenizer(tmp_path / "exp" / "model")
-    assert stages.tokenizer(config).tokens == tokenizer.tokens  # the tokenizer stage reuses the saved one
+    reused = stages.tokenizer(config)  # the tokenizer stage reuses the saved one
+    assert [reused.id_to_token(i) for i in range(reused.vocab_size)] == [
+        tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)]
     train_set, lengths = stages._lm_texts(config, config.lm.text, config.data.train, tokenizer, "lm.text")
     dev = read_manifest(manifest, check_audio=False)
     assert len(train_set) == 2 + len(dev) and len(lengths) == len(train_set)
