@@ -88,8 +88,8 @@ def test_subsampling_output_lengths_are_exact(name, rate, min_len):
             out, out_lengths = sub(torch.randn(1, length, 20), torch.tensor([length]))
             assert out.shape == (1, int(predicted[length]), 16), (name, length)
             assert int(out_lengths[0]) == out.size(1)
-    # About T / rate frames out, as the name promises.
-    assert abs(int(sub.output_lengths(torch.tensor([1000]))) - 1000 / rate) <= 3
+    # About T / rate frames out, as the name promises: the convolutions' edges cost under min_len / rate.
+    assert abs(int(sub.output_lengths(torch.tensor([1000]))) - 1000 / rate) <= min_len / rate
 
 
 def test_subsampling_errors():
