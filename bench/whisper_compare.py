@@ -4,14 +4,20 @@ One random Whisper-tiny (d_model 384, 4 + 4 layers, 6 heads, the 51,865-token mu
 vocabulary) is built by openai-whisper (token embedding std 0.02, decoder positions std 0.5, so the
 output depends on the audio), converted to transformers' WhisperForConditionalGeneration by renaming
 its parameters, imported into asr with asr.pretrained.import_whisper, and converted to CTranslate2
-(fp32) when ctranslate2 is installed and converts it. Input: the first 30 s of a real recording
+when ctranslate2 is installed and converts it. Input: the first 30 s of a real recording
 (FLEURS de-009). Every decoder emits exactly --tokens tokens after <|startoftranscript|><|en|>
 <|transcribe|><|notimestamps|> (<|endoftext|> suppressed, openai-whisper's default suppressions).
 
+Rows: openai-whisper and transformers in float32 (openai-whisper has no lower precision on CPUs);
+CTranslate2 in float32 and int8 (its CPU quantization); asr in float32 (the exact one: its tokens
+are openai-whisper's) and bfloat16 (asr.load_model(..., dtype="bfloat16"), fast where the CPU has
+bfloat16 matrix units (AMX, AVX512-BF16), slow where it has not).
 encoder_ms: the encoder on the 30 s log-mel; greedy_ms / beam5_ms: decoding alone, from the encoder
 output. Each figure is the median of --repeats runs after a warm-up. The ratios are the other
-implementations' times over ours (> 1: asr is faster). tokens_equal: our tokens equal openai-whisper's
-(for beam 5: our best hypothesis ranked without the forced final <|endoftext|>, as whisper ranks).
+implementations' times over ours (> 1: asr is faster). tokens_equal: the tokens equal openai-whisper's
+(for beam 5: our best hypothesis ranked without the forced final <|endoftext|>, as whisper ranks);
+tokens_agreed: how many first tokens do. A random model's next-token distributions are nearly flat,
+so reduced precision changes its tokens early; see the note in README.md for a trained model.
 Usage: python bench/whisper_compare.py [--threads 2] [--repeats 3] [--tokens 100] [--data ../shared]
 The last line printed is one JSON object with the figures.
 """
@@ -67,6 +73,14 @@ TO_HF = [
 ]
 
 
+IMPLS = ("openai", "transformers", "ctranslate2", "ctranslate2_int8", "asr", "asr_bf16")
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many first tokens of a and b are equal."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
 def median_ms(fn: Callable[[], object], repeats: int, label: str) -> float:
     fn()  # warm-up
     times = []
@@ -114,8 +128,9 @@ def build_transformers(openai_model, folder: Path):
     return model
 
 
-def convert_ctranslate2(folder: Path, threads: int):
-    """CTranslate2 fp32 from the transformers directory (needs a real tokenizer.json there)."""
+def convert_ctranslate2(folder: Path) -> Path:
+    """The transformers directory converted to CTranslate2 (float32 weights; it needs a real
+    tokenizer.json there). The model quantizes them when loaded with another compute_type."""
     import ctranslate2
     import transformers
     from transformers.convert_slow_tokenizer import TikTokenConverter
@@ -135,8 +150,7 @@ def convert_ctranslate2(folder: Path, threads: int):
     transformers.WhisperFeatureExtractor().save_pretrained(folder / "hf")
     converter = ctranslate2.converters.TransformersConverter(
         str(folder / "hf"), copy_files=["tokenizer.json", "preprocessor_config.json"])
-    converter.convert(str(folder / "ct2"), quantization="float32", force=True)
-    return ctranslate2.models.Whisper(str(folder / "ct2"), device="cpu", intra_threads=threads)
+    return Path(converter.convert(str(folder / "ct2"), quantization="float32", force=True))
 
 
 def main() -> None:
@@ -198,62 +212,81 @@ def main() -> None:
             figures[f"transformers_{name}_ms"] = median_ms(generate, args.repeats, f"transformers {name}")
             tokens[f"transformers_{name}"] = generate()[0].tolist()[-n:]
 
-        # asr: the search from the encoder output (what asr.decode.decode does after encoding).
-        enc, enc_lengths = speech.model.encode(feats, lengths)
-        figures["asr_encoder_ms"] = median_ms(lambda: speech.model.encode(feats, lengths), args.repeats, "asr encoder")
+        # asr: the search from the encoder output (what asr.decode.decode does after encoding), in float32
+        # (exact: the parity tests) and in bfloat16 (SpeechModel.to(dtype=...); fast on CPUs with AMX).
         prefix = torch.tensor([prompt[1:]])
-        for name, beam in (("greedy", 1), ("beam5", 5)):
-            options = DecodeOptions(beam_size=beam, nbest=beam, ctc_weight=0.0, min_len=n, max_len=n)
+        for impl, dtype in (("asr", "float32"), ("asr_bf16", "bfloat16")):
+            model = asr.load_model(folder / "asr", dtype=dtype).model
+            enc, enc_lengths = model.encode(feats, lengths)
+            figures[f"{impl}_encoder_ms"] = median_ms(lambda m=model: m.encode(feats, lengths), args.repeats,
+                                                      f"{impl} encoder")
+            for name, beam in (("greedy", 1), ("beam5", 5)):
+                options = DecodeOptions(beam_size=beam, nbest=beam, ctc_weight=0.0, min_len=n, max_len=n)
 
-            def search(o=options):
-                context = SearchContext(speech.model, enc, enc_lengths, o.beam_size, prefix, None,
-                                        tokenizer.sos_id, tokenizer.eos_id)
-                return beam_search(build_scorers(context, o), torch.tensor([n]), o, tokenizer.vocab_size,
-                                   sorted(tokenizer.suppressed_ids), eos_id=tokenizer.eos_id,
-                                   initial_blocked=sorted(tokenizer.initial_suppressed_ids))
-            figures[f"asr_{name}_ms"] = median_ms(search, args.repeats, f"asr {name}")
-            result = search().results(tokenizer)[0]
-            best = max(result.nbest, key=lambda h: sum(h.token_logprobs[:-1]))
-            tokens[f"asr_{name}"] = list(best.tokens)
+                def search(o=options, m=model, e=enc, e_lengths=enc_lengths):
+                    context = SearchContext(m, e, e_lengths, o.beam_size, prefix, None, tokenizer.sos_id,
+                                            tokenizer.eos_id)
+                    return beam_search(build_scorers(context, o), torch.tensor([n]), o, tokenizer.vocab_size,
+                                       sorted(tokenizer.suppressed_ids), eos_id=tokenizer.eos_id,
+                                       initial_blocked=sorted(tokenizer.initial_suppressed_ids))
+                figures[f"{impl}_{name}_ms"] = median_ms(search, args.repeats, f"{impl} {name}")
+                result = search().results(tokenizer)[0]
+                best = max(result.nbest, key=lambda h: sum(h.token_logprobs[:-1]))
+                tokens[f"{impl}_{name}"] = list(best.tokens)
 
     try:
         import ctranslate2
 
-        ct2 = convert_ctranslate2(folder, args.threads)
+        converted = convert_ctranslate2(folder)
         features = ctranslate2.StorageView.from_array(mel.numpy())
-        ct2_encoded = ct2.encode(features)
-        figures["ctranslate2_encoder_ms"] = median_ms(lambda: ct2.encode(features), args.repeats, "ct2 encoder")
-        for name, beam in (("greedy", 1), ("beam5", 5)):
-            # CTranslate2's Whisper halves max_length: 2n gives n tokens.
-            def run(b=beam):
-                return ct2.generate(ct2_encoded, [prompt], beam_size=b, max_length=2 * n,
-                                    suppress_tokens=[-1, 50257])
-            figures[f"ctranslate2_{name}_ms"] = median_ms(run, args.repeats, f"ct2 {name}")
-            tokens[f"ctranslate2_{name}"] = run()[0].sequences_ids[0]
+        # int8: CTranslate2's reduced precision on CPUs (as faster-whisper users run it); it has no
+        # bfloat16 on CPUs.
+        for impl, compute_type in (("ctranslate2", "float32"), ("ctranslate2_int8", "int8")):
+            ct2 = ctranslate2.models.Whisper(str(converted), device="cpu", compute_type=compute_type,
+                                             intra_threads=args.threads)
+            ct2_encoded = ct2.encode(features)
+            figures[f"{impl}_encoder_ms"] = median_ms(lambda c=ct2: c.encode(features), args.repeats,
+                                                      f"{impl} encoder")
+            for name, beam in (("greedy", 1), ("beam5", 5)):
+                # CTranslate2's Whisper halves max_length: 2n gives n tokens.
+                def run(b=beam, c=ct2, e=ct2_encoded):
+                    return c.generate(e, [prompt], beam_size=b, max_length=2 * n, suppress_tokens=[-1, 50257])
+                figures[f"{impl}_{name}_ms"] = median_ms(run, args.repeats, f"{impl} {name}")
+                tokens[f"{impl}_{name}"] = run()[0].sequences_ids[0]
     except Exception as error:  # optional: not installed, or it does not convert this model
         figures["ctranslate2"] = f"skipped: {type(error).__name__}: {error}"[:200]
 
+    others = ("openai", "transformers", "ctranslate2", "ctranslate2_int8")
     for name in ("greedy", "beam5"):
         reference = tokens[f"openai_{name}"]
         assert len(reference) == n, f"openai-whisper emitted {len(reference)} tokens, not {n}"
-        for impl in ("transformers", "asr", "ctranslate2"):
+        for impl in IMPLS[1:]:
             if f"{impl}_{name}" in tokens:
                 figures[f"{impl}_{name}_tokens_equal"] = tokens[f"{impl}_{name}"] == reference
-        for other in ("openai", "transformers", "ctranslate2"):
-            if f"{other}_{name}_ms" in figures:
-                figures[f"{other}_over_asr_{name}"] = figures[f"{other}_{name}_ms"] / figures[f"asr_{name}_ms"]
-    for other in ("openai", "transformers", "ctranslate2"):
+                figures[f"{impl}_{name}_tokens_agreed"] = common_prefix(tokens[f"{impl}_{name}"], reference)
+        for asr_impl in ("asr", "asr_bf16"):
+            for other in others:
+                if f"{other}_{name}_ms" in figures:
+                    figures[f"{other}_over_{asr_impl}_{name}"] = (figures[f"{other}_{name}_ms"]
+                                                                 / figures[f"{asr_impl}_{name}_ms"])
+    for other in others:
         if f"{other}_encoder_ms" in figures:
             figures[f"{other}_over_asr_encoder"] = figures[f"{other}_encoder_ms"] / figures["asr_encoder_ms"]
 
     print(f"random Whisper-tiny ({figures['params_m']} M params), {args.threads} threads, 30 s of audio, "
           f"{n} tokens, median of {args.repeats}")
-    print(f"{'':14s}{'encoder ms':>12s}{'greedy ms':>12s}{'beam 5 ms':>12s}   same tokens as openai-whisper")
-    for impl in ("openai", "transformers", "ctranslate2", "asr"):
+    print(f"{'':18s}{'encoder ms':>12s}{'greedy ms':>12s}{'beam 5 ms':>12s}   tokens equal to openai-whisper's "
+          "(how many first ones agree)")
+    for impl in IMPLS:
         if f"{impl}_encoder_ms" in figures:
-            same = [figures.get(f"{impl}_{k}_tokens_equal", "-") for k in ("greedy", "beam5")]
-            print(f"{impl:14s}" + "".join(f"{figures[f'{impl}_{k}_ms']:12.1f}" for k in ("encoder", "greedy", "beam5"))
-                  + f"   {same[0]} / {same[1]}" * (impl != "openai"))
+            same = [f"{figures[f'{impl}_{k}_tokens_equal']} ({figures[f'{impl}_{k}_tokens_agreed']})"
+                    for k in ("greedy", "beam5")] if impl != "openai" else []
+            print(f"{impl:18s}" + "".join(f"{figures[f'{impl}_{k}_ms']:12.1f}" for k in ("encoder", "greedy", "beam5"))
+                  + "   " + " / ".join(same))
+    for asr_impl in ("asr", "asr_bf16"):
+        print(f"beam 5, {asr_impl} is faster than: " + ", ".join(
+            f"{other} {figures[f'{other}_over_{asr_impl}_beam5']:.2f}x" for other in others
+            if f"{other}_over_{asr_impl}_beam5" in figures))
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))
 
 

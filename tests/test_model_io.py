@@ -179,3 +179,34 @@ def test_a_language_model_is_loaded_with_the_model_and_fused(tmp_path):
                                                          n_layers=1, ffn_dim=32)), other)
     with pytest.raises(ValueError, match="an LM must be trained with the model's tokenizer"):
         asr.load_model(tmp_path / "model", lm=tmp_path / "other_lm")
+
+
+def test_a_model_loaded_in_bfloat16_computes_in_it_close_to_float32(tmp_path):
+    _, tokenizer = tiny_model_dir(tmp_path / "model")
+    torch.manual_seed(0)
+    save_lm_dir(tmp_path / "lm", build_lm(LMConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_heads=2,
+                                                   n_layers=1, ffn_dim=32)), tokenizer)
+    exact = asr.load_model(tmp_path / "model", lm=tmp_path / "lm")
+    fast = asr.load_model(tmp_path / "model", lm=tmp_path / "lm", dtype="bfloat16")
+    assert exact.dtype == torch.float32 and fast.dtype == torch.bfloat16
+    assert next(fast.lm.parameters()).dtype == torch.bfloat16
+    # The CMVN statistics keep float32: they are applied before the cast to the encoder's dtype.
+    assert fast.model.cmvn.mean.dtype == torch.float32 and torch.equal(fast.model.cmvn.mean, exact.model.cmvn.mean)
+    feats, lengths = torch.randn(2, 120, 40) * 3 + 1, torch.tensor([120, 90])
+    tokens = torch.tensor([tokenizer.encode("one two three")] * 2)
+    with torch.no_grad():
+        enc, enc_lengths = exact.model.encode(feats, lengths)
+        enc16, _ = fast.model.encode(feats, lengths)
+        logp = exact.model.decoder(tokens, enc, enc_lengths).log_softmax(-1)
+        logp16 = fast.model.decoder(tokens, enc16, enc_lengths).float().log_softmax(-1)
+    assert enc16.dtype == torch.bfloat16
+    assert (enc16.float() - enc).abs().max() < 0.05 * enc.abs().max()
+    assert (logp16 - logp).abs().max() < 0.05
+    # Every decoding method runs on it, and scores stay float32 (each scorer log-softmaxes in float32).
+    for options in (DecodeOptions(beam_size=3, nbest=3, lm_weight=0.3), DecodeOptions(beam_size=1, ctc_weight=0.0),
+                    DecodeOptions(method="ctc_greedy"), DecodeOptions(method="ctc_prefix_beam"),
+                    DecodeOptions(method="attention_rescoring")):
+        results = fast.decode(feats, lengths, options)
+        assert len(results) == 2 and all(isinstance(r.score, float) and r.score > float("-inf") for r in results)
+    with pytest.raises(ValueError, match="dtype 'int8': expected one of float32, bfloat16, float16"):
+        asr.load_model(tmp_path / "model", dtype="int8")

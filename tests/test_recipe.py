@@ -66,10 +66,11 @@ def test_a_decode_run_keeps_the_training_config(fsdd_run):
     root, overrides, _ = fsdd_run
     exp = root / "exp"
     trained = (exp / "config.yaml").read_text()
-    result = asr_run(*overrides, "stages=[decode,score]", "decode.beam_size=2")
+    result = asr_run(*overrides, "stages=[decode,score]", "decode.beam_size=2", "decode_dtype=bfloat16")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (exp / "config.yaml").read_text() == trained
     assert yaml.safe_load((exp / "config.decode_score.yaml").read_text())["decode"]["beam_size"] == 2
+    assert "beam_size=2" in (exp / "RESULTS.md").read_text() and "dtype=bfloat16" in (exp / "RESULTS.md").read_text()
 
 
 def test_num_procs_trains_in_processes_started_by_asr_run(fsdd_run, shared_dir, tmp_path):
@@ -95,6 +96,8 @@ def test_config_errors_name_the_field(tmp_path):
         ExperimentConfig.from_hydra({"recipe": {"name": "x"}, "stages": ["train", "eval"]})
     with pytest.raises(ValueError, match="task='mt'"):
         ExperimentConfig.from_hydra({"recipe": {"name": "x"}, "task": "mt"})
+    with pytest.raises(ValueError, match="decode_dtype='half': expected one of float32, bfloat16, float16"):
+        ExperimentConfig.from_hydra({"recipe": {"name": "x"}, "decode_dtype": "half"})
 
 
 def test_tiny_mode_and_task_settings():

@@ -304,6 +304,21 @@ def test_cli_argument_errors(model_dir, digits, tmp_path, capsys):
     if not torch.cuda.is_available():
         assert transcribe_main([str(model_dir), str(digits[0]), "--device", "cuda"]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        transcribe_main([str(model_dir), str(digits[0]), "--dtype", "int8"])
+    assert exit_info.value.code == 2 and "invalid choice: 'int8'" in capsys.readouterr().err
+
+
+def test_cli_computes_in_bfloat16(model_dir, digits, capsys):
+    from asr.cli.transcribe import build_parser
+    from asr.model.io import DTYPES
+
+    dtype_option = next(a for a in build_parser()._actions if a.dest == "dtype")
+    assert tuple(dtype_option.choices) == tuple(DTYPES)
+    assert transcribe_main([str(model_dir), *map(str, digits), "--dtype", "bfloat16", *CLI_DECODING]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [p.stem for p in digits]
+    assert all(len(line.split()) > 1 for line in lines)
 
 
 def test_cli_translation(model_dir, long_recording, tmp_path, capsys):

@@ -93,7 +93,7 @@ def beam_search(scorers: Sequence[WeightedScorer], limits: Tensor, options: Deco
     first_row = torch.arange(batch, device=device)[:, None] * beam
     for t in range(steps):
         step_scores, logp, states = _score(scorers, states, rules, history[:, :t], t, pre_beam, primary)
-        top, flat = (scores[:, None] + step_scores).view(batch, -1).topk(2 * beam, dim=1)  # (B, 2 beam)
+        top, flat = best_extensions((scores[:, None] + step_scores).view(batch, beam, -1), 2 * beam)
         source, token = first_row + flat // vocab_size, flat % vocab_size
         token_logp = logp.view(batch, -1).gather(1, flat)
         is_eos = token == eos_id
@@ -109,6 +109,20 @@ def beam_search(scorers: Sequence[WeightedScorer], limits: Tensor, options: Deco
         if (t + 1) % check_every == 0 and bool(finished.done(scores.view(batch, beam), t + 1, limits, options).all()):
             break
     return finished
+
+
+def best_extensions(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """scores (B, beam, V) of every extension -> the k best of each utterance: (scores (B, k), indices
+    (B, k) into beam x V), best first.
+
+    The same k as one topk over the beam x V row, found in two stages: each hypothesis' k best,
+    then the best of those beam x k. On CPU a topk over one long row is the slow part (1 x 259,325
+    for Whisper's vocabulary and beam 5: ~1 ms a step; 5 x 51,865: ~0.5 ms).
+    """
+    batch, beam, vocab = scores.shape
+    row_top, row_token = scores.topk(min(k, vocab), dim=2)  # (B, beam, k')
+    top, pick = row_top.view(batch, -1).topk(k, dim=1)
+    return top, pick // row_top.size(2) * vocab + row_token.view(batch, -1).gather(1, pick)
 
 
 def _score(scorers: Sequence[WeightedScorer], states: list, rules: TokenRules, history: Tensor, t: int,

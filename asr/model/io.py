@@ -41,6 +41,18 @@ WEIGHTS_FILE = "model.pt"
 CMVN_FILE = "cmvn.json"
 FORMAT_VERSION = 1
 DEFAULT_CTC_WEIGHT = next(f.default for f in dataclasses.fields(DecodeOptions) if f.name == "ctc_weight")
+# The dtypes a model can compute in (SpeechModel.to / load_model(dtype=...)). bfloat16 is the fast one on
+# CPUs with AVX512-BF16/AMX, float16 on GPUs; float32 is exact (the one the import parity is proven in).
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """"float32" / "bfloat16" / "float16" (or the torch dtype itself) -> the torch dtype."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
 
 
 class SpeechModel:
@@ -70,14 +82,30 @@ class SpeechModel:
         return next(self.model.parameters()).device
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the network computes in (its weights'; see `to`)."""
+        return next(self.model.parameters()).dtype
+
+    @property
     def sample_rate(self) -> int:
         return self.feature_config.sample_rate
 
-    def to(self, device: str | torch.device) -> SpeechModel:
-        self.model.to(device)
-        self.features.to(device)
-        if self.lm is not None:
-            self.lm.to(device)
+    def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> SpeechModel:
+        """Move to `device` and/or compute in `dtype` ("float32", "bfloat16", "float16"; see DTYPES).
+
+        A lower precision casts the weights of the network (and of the fusion LM). The features and
+        the CMVN statistics stay float32 and are cast at the encoder's input; the search adds its
+        scores in float32 (each scorer log-softmaxes in float32).
+        """
+        for module in (self.model, self.lm, self.features):
+            if module is not None:
+                module.to(device)
+        if dtype is not None:
+            dtype = resolve_dtype(dtype)
+            # Everything but the CMVN statistics (a mean of -5 would be off by 0.02 in bfloat16).
+            for module in [m for m in self.model.children() if m is not self.model.cmvn] + [self.lm]:
+                if module is not None:
+                    module.to(dtype)
         return self
 
     def decode(self, feats: Tensor, feat_lengths: Tensor, options: DecodeOptions | None = None) -> list[DecodeResult]:
@@ -189,8 +217,12 @@ def read_model_config(directory: str | os.PathLike) -> tuple[ModelConfig, Featur
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu",
-               weights: str | os.PathLike | None = None, lm: str | os.PathLike | None = None) -> SpeechModel:
+               weights: str | os.PathLike | None = None, lm: str | os.PathLike | None = None,
+               dtype: str | torch.dtype = "float32") -> SpeechModel:
     """Load a model directory (see the module docstring) onto `device`, in eval mode.
+
+    dtype: what the network computes in (SpeechModel.to): "float32", or "bfloat16" for speed on
+    CPUs with bfloat16 matrix units (AMX, AVX512-BF16; bench/whisper_compare.py), "float16" on GPUs.
 
     weights: another state-dict file to load instead of model.pt (e.g. an averaged checkpoint).
     lm: a language-model directory (asr.model.lm.save_lm_dir, e.g. exp/<name>/lm/model written by the
@@ -208,7 +240,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu",
     load_weights(model, state, path)
     tokenizer = load_tokenizer(directory)
     fusion = load_lm(lm, tokenizer=tokenizer) if lm is not None else None
-    return SpeechModel(model, tokenizer, feature_config, directory, lm=fusion).to(device)
+    return SpeechModel(model, tokenizer, feature_config, directory, lm=fusion).to(device, resolve_dtype(dtype))
 
 
 def load_weights(module: torch.nn.Module, state: Mapping[str, Any], path: str | os.PathLike) -> None:

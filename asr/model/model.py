@@ -52,6 +52,11 @@ class ASRModel(nn.Module):
         self.ctc = ctc
         self.sampling_prob = config.sampling_prob
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the weights, which the encoder's input is cast to."""
+        return next(self.encoder.parameters()).dtype
+
     def set_sampling_prob(self, prob: float) -> None:
         """Scheduled-sampling probability for the next training steps (the trainer ramps it up)."""
         if not 0.0 <= prob <= 1.0:
@@ -59,8 +64,12 @@ class ASRModel(nn.Module):
         self.sampling_prob = float(prob)
 
     def encode(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """feats (B, T, F) raw features, lengths (B,) -> (enc (B, T', D), enc_lengths (B,))."""
-        x = self.cmvn(feats)
+        """feats (B, T, F) raw features, lengths (B,) -> (enc (B, T', D), enc_lengths (B,)).
+
+        The features are normalised in float32 and then cast to the encoder's dtype (float32, or
+        bfloat16/float16 for a model cast for inference: asr.SpeechModel.to).
+        """
+        x = self.cmvn(feats).to(self.dtype)
         if self.specaug is not None:
             x = self.specaug(x, lengths)  # a no-op in eval mode
         return self.encoder(x, lengths)

@@ -11,7 +11,7 @@ from typing import Any
 
 from asr.decode.options import DecodeOptions
 from asr.features import FeatureConfig
-from asr.model.io import DEFAULT_CTC_WEIGHT, apply_task_defaults
+from asr.model.io import DEFAULT_CTC_WEIGHT, DTYPES, apply_task_defaults
 from asr.text import TextNormalizer
 from asr.train.config import OptimConfig, TrainerConfig
 from asr.typed_config import from_dict
@@ -135,6 +135,7 @@ class ExperimentConfig:
     trainer: TrainerConfig = TrainerConfig()
     decode: DecodeOptions = DecodeOptions()
     decode_batch_seconds: float = 300.0
+    decode_dtype: str = "float32"  # what the decode stage computes in (asr.model.io.DTYPES)
     average: AverageConfig = AverageConfig()
     lm: LMSettings = LMSettings()
     score: ScoreConfig = ScoreConfig()
@@ -145,6 +146,8 @@ class ExperimentConfig:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ValueError(f"stages: unknown stage(s) {unknown}; stages are {list(STAGES)}")
+        if self.decode_dtype not in DTYPES:
+            raise ValueError(f"decode_dtype={self.decode_dtype!r}: expected one of {', '.join(DTYPES)}")
         if self.task == "st" and self.decode.ctc_weight not in (0.0, DEFAULT_CTC_WEIGHT):
             raise ValueError(f"decode.ctc_weight={self.decode.ctc_weight} with task=st: the CTC head models the "
                              "source transcript, not the translation; translation decodes with decode.ctc_weight=0")

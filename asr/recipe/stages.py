@@ -139,7 +139,8 @@ def decode(config: ExperimentConfig) -> None:
     """Decode every test set with the model directory (fusing the LM when decode.lm_weight > 0); writes
     decode/<test>/hyp.txt and ref.txt."""
     options = config.decode_options
-    speech = load_model(config.model_dir, device=config.trainer.device, lm=_fusion_lm(config))
+    speech = load_model(config.model_dir, device=config.trainer.device, lm=_fusion_lm(config),
+                        dtype=config.decode_dtype)
     for name in config.data.test:
         utterances = _read(config, name)
         dataset = SpeechDataset(utterances, speech.features)
@@ -176,8 +177,8 @@ def options_summary(config: ExperimentConfig) -> dict[str, object]:
         "beam_size": options.beam_size, "ctc_weight": options.ctc_weight, "lm_weight": options.lm_weight}
     if options.lm_weight > 0:
         summary["lm"] = str(config.lm_dir)
-    return summary | {"length_penalty": options.length_penalty,
-                      "average": f"{config.average.by} {config.average.num}"}
+    summary |= {"length_penalty": options.length_penalty, "average": f"{config.average.by} {config.average.num}"}
+    return summary | ({"dtype": config.decode_dtype} if config.decode_dtype != "float32" else {})
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[ExperimentConfig], object]] = {
