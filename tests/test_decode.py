@@ -18,6 +18,7 @@ from asr.data import DynamicBatchSampler, collate
 from asr.data.text_dataset import TextDataset
 from asr.decode import DecodeOptions, decode, greedy_search
 from asr.decode.scorers import CTCPrefixScorer, scorer_weights
+from asr.decode.search import best_extensions
 from asr.features import CMVNStats, FeatureConfig, FeatureExtractor
 from asr.model import EOS_ID, SOS_ID, DecoderConfig, EncoderConfig, ModelConfig, TransformerDecoder, build_model
 from asr.model.lm import LMConfig, build_lm
@@ -426,3 +427,17 @@ def test_batched_search_with_lm_equals_reference(digits, five_lm):
     with pytest.raises(ValueError, match="language model has 7 tokens"):
         decode(digits.model, *digits.batch(indices), options, tokenizer=digits.tokenizer,
                lm=build_lm(LMConfig(vocab_size=7, d_model=8, n_heads=2, n_layers=1, ffn_dim=8)))
+
+
+@pytest.mark.parametrize(("beam", "vocab", "k"), [(5, 300, 10), (3, 4, 6), (1, 50, 2)])
+def test_best_extensions_are_the_top_k_of_the_whole_beam(beam, vocab, k):
+    torch.manual_seed(0)
+    scores = torch.randn(4, beam, vocab).log_softmax(-1)
+    scores[0, 1:] = float("-inf")  # the first step: only one hypothesis alive
+    top, index = best_extensions(scores, k)
+    expected = scores.view(4, -1).topk(k, dim=1)
+    assert torch.equal(top, expected.values)
+    assert torch.equal(scores.view(4, -1).gather(1, index), top)
+    assert index.unique(dim=1).size(1) == k  # distinct extensions
+    if vocab >= k:  # then all come from the live hypothesis
+        assert torch.equal(index[0] // vocab, torch.zeros(k, dtype=torch.long))
