@@ -210,3 +210,7 @@ def test_a_model_loaded_in_bfloat16_computes_in_it_close_to_float32(tmp_path):
         assert len(results) == 2 and all(isinstance(r.score, float) and r.score > float("-inf") for r in results)
     with pytest.raises(ValueError, match="dtype 'int8': expected one of float32, bfloat16, float16"):
         asr.load_model(tmp_path / "model", dtype="int8")
+    # float16 works on a CPU too, but is no faster there: it says so.
+    with pytest.warns(UserWarning, match="float16 on a CPU is no faster than float32"):
+        half = asr.load_model(tmp_path / "model", dtype="float16")
+    assert half.dtype == torch.float16 and len(half.decode(feats, lengths, DecodeOptions(beam_size=2))) == 2

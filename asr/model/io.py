@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ class SpeechModel:
                 module.to(device)
         if dtype is not None:
             dtype = resolve_dtype(dtype)
+            _warn_if_slow(dtype, self.device)
             # Everything but the CMVN statistics (a mean of -5 would be off by 0.02 in bfloat16).
             for module in [m for m in self.model.children() if m is not self.model.cmvn] + [self.lm]:
                 if module is not None:
@@ -140,6 +142,21 @@ class SpeechModel:
     def __repr__(self) -> str:
         params = sum(p.numel() for p in self.model.parameters())
         return f"SpeechModel({self.directory or 'in memory'}, {params / 1e6:.1f}M params, {self.tokenizer!r})"
+
+
+def _warn_if_slow(dtype: torch.dtype, device: torch.device) -> None:
+    """Lower precision only pays where the hardware computes in it (measured on an AMX Xeon, 2 threads,
+    Whisper-tiny beam 5: bfloat16 0.7x the float32 time, float16 1.0x)."""
+    if device.type != "cpu" or dtype == torch.float32:
+        return
+    cpu = torch.cpu
+    has_bf16 = any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported",
+                                                                       "_is_amx_tile_supported"))
+    if dtype == torch.float16:
+        warnings.warn("dtype float16 on a CPU is no faster than float32 (bfloat16 is the CPU choice)", stacklevel=3)
+    elif not has_bf16:
+        warnings.warn("dtype bfloat16: this CPU has no bfloat16 instructions (AVX512-BF16, AMX), so it is "
+                      "emulated and slower than float32", stacklevel=3)
 
 
 def apply_task_defaults(options: DecodeOptions) -> DecodeOptions:
