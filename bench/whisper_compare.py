@@ -13,12 +13,13 @@ CTranslate2 in float32 and int8 (its CPU quantization); asr in float32 (the exac
 are openai-whisper's) and bfloat16 (asr.load_model(..., dtype="bfloat16"), fast where the CPU has
 bfloat16 matrix units (AMX, AVX512-BF16), slow where it has not).
 encoder_ms: the encoder on the 30 s log-mel; greedy_ms / beam5_ms: decoding alone, from the encoder
-output. Each figure is the median of --repeats runs after a warm-up. The ratios are the other
+output. Each figure is the median of --repeats rounds, each of which runs every implementation once
+(after a warm-up of each), so that a slow spell of a shared machine hits them all. The ratios are the other
 implementations' times over ours (> 1: asr is faster). tokens_equal: the tokens equal openai-whisper's
 (for beam 5: our best hypothesis ranked without the forced final <|endoftext|>, as whisper ranks);
 tokens_agreed: how many first tokens do. A random model's next-token distributions are nearly flat,
 so reduced precision changes its tokens early; see the note in README.md for a trained model.
-Usage: python bench/whisper_compare.py [--threads 2] [--repeats 3] [--tokens 100] [--data ../shared]
+Usage: python bench/whisper_compare.py [--threads 2] [--repeats 5] [--tokens 100] [--data ../shared]
 The last line printed is one JSON object with the figures.
 """
 
@@ -81,15 +82,23 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def median_ms(fn: Callable[[], object], repeats: int, label: str) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_medians(jobs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median ms of each job over `repeats` rounds that run every job once, after a warm-up of each.
+
+    Interleaving spreads a slow spell of the machine (other tenants' memory traffic) over all
+    implementations instead of one, which keeps the ratios fair.
+    """
+    for fn in jobs.values():
         fn()
-        times.append(time.perf_counter() - start)
-    print(f"  {label}: {[round(1000 * t, 1) for t in times]} ms", file=sys.stderr, flush=True)
-    return 1000 * statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, fn in jobs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(1000 * (time.perf_counter() - start))
+    for name, values in times.items():
+        print(f"  {name}: {[round(t, 1) for t in values]} ms", file=sys.stderr, flush=True)
+    return {f"{name}_ms": statistics.median(values) for name, values in times.items()}
 
 
 def build_openai(folder: Path):
@@ -156,14 +165,18 @@ def convert_ctranslate2(folder: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="whisper_compare.") as folder:  # ~0.5 GB of converted models
+        compare(args, Path(folder))
+
+
+def compare(args: argparse.Namespace, folder: Path) -> None:
     import whisper
 
-    folder = Path(tempfile.mkdtemp(prefix="whisper_compare."))
     openai_model = build_openai(folder)
     hf_model = build_transformers(openai_model, folder)
     speech = asr.load_model(import_whisper(folder / "tiny.pt", folder / "asr"))
@@ -177,19 +190,18 @@ def main() -> None:
     figures: dict[str, object] = {"threads": args.threads, "tokens": n, "repeats": args.repeats,
                                   "params_m": round(sum(p.numel() for p in openai_model.parameters()) / 1e6, 1)}
     tokens: dict[str, list[int]] = {}
+    jobs: dict[str, Callable[[], object]] = {}  # timed together at the end: interleaved_medians
 
     with torch.no_grad():
         # openai-whisper: DecodingTask skips the encoder when given encoded audio features.
         audio_features = openai_model.encoder(mel)
         fixed = {"language": "en", "sample_len": n, "suppress_tokens": "-1,50257", "without_timestamps": True,
                  "fp16": False}
-        figures["openai_encoder_ms"] = median_ms(lambda: openai_model.encoder(mel), args.repeats, "openai encoder")
+        jobs["openai_encoder"] = lambda: openai_model.encoder(mel)
         for name, beam in (("greedy", None), ("beam5", 5)):
             options = whisper.DecodingOptions(beam_size=beam, **fixed)
-            def run_openai(o=options):
-                return whisper.decode(openai_model, audio_features[0], o)
-            figures[f"openai_{name}_ms"] = median_ms(run_openai, args.repeats, f"openai {name}")
-            tokens[f"openai_{name}"] = whisper.decode(openai_model, audio_features[0], options).tokens
+            jobs[f"openai_{name}"] = lambda o=options: whisper.decode(openai_model, audio_features[0], o)
+            tokens[f"openai_{name}"] = jobs[f"openai_{name}"]().tokens
 
         # transformers: GenerationMixin.generate from the encoder output (WhisperForConditionalGeneration's own
         # generate, a wrapper for long-form audio, fails on encoder_outputs in transformers 5).
@@ -200,8 +212,7 @@ def main() -> None:
         generation = {"decoder_input_ids": torch.tensor([prompt]), "min_new_tokens": n, "max_new_tokens": n,
                       "do_sample": False, "suppress_tokens": sorted(tokenizer.suppressed_ids),
                       "begin_suppress_tokens": sorted(tokenizer.initial_suppressed_ids)}
-        figures["transformers_encoder_ms"] = median_ms(lambda: hf_model.model.encoder(mel), args.repeats,
-                                                       "transformers encoder")
+        jobs["transformers_encoder"] = lambda: hf_model.model.encoder(mel)
         for name, beam in (("greedy", 1), ("beam5", 5)):
             def generate(b=beam):
                 # A fresh wrapper per call: generate expands encoder_outputs for the beams in place, so a
@@ -209,7 +220,7 @@ def main() -> None:
                 fresh = BaseModelOutput(last_hidden_state=encoder_out.last_hidden_state)
                 return transformers.GenerationMixin.generate(hf_model, encoder_outputs=fresh, num_beams=b,
                                                              **generation)
-            figures[f"transformers_{name}_ms"] = median_ms(generate, args.repeats, f"transformers {name}")
+            jobs[f"transformers_{name}"] = generate
             tokens[f"transformers_{name}"] = generate()[0].tolist()[-n:]
 
         # asr: the search from the encoder output (what asr.decode.decode does after encoding), in float32
@@ -218,8 +229,7 @@ def main() -> None:
         for impl, dtype in (("asr", "float32"), ("asr_bf16", "bfloat16")):
             model = asr.load_model(folder / "asr", dtype=dtype).model
             enc, enc_lengths = model.encode(feats, lengths)
-            figures[f"{impl}_encoder_ms"] = median_ms(lambda m=model: m.encode(feats, lengths), args.repeats,
-                                                      f"{impl} encoder")
+            jobs[f"{impl}_encoder"] = lambda m=model: m.encode(feats, lengths)
             for name, beam in (("greedy", 1), ("beam5", 5)):
                 options = DecodeOptions(beam_size=beam, nbest=beam, ctc_weight=0.0, min_len=n, max_len=n)
 
@@ -229,7 +239,7 @@ def main() -> None:
                     return beam_search(build_scorers(context, o), torch.tensor([n]), o, tokenizer.vocab_size,
                                        sorted(tokenizer.suppressed_ids), eos_id=tokenizer.eos_id,
                                        initial_blocked=sorted(tokenizer.initial_suppressed_ids))
-                figures[f"{impl}_{name}_ms"] = median_ms(search, args.repeats, f"{impl} {name}")
+                jobs[f"{impl}_{name}"] = search
                 result = search().results(tokenizer)[0]
                 best = max(result.nbest, key=lambda h: sum(h.token_logprobs[:-1]))
                 tokens[f"{impl}_{name}"] = list(best.tokens)
@@ -245,16 +255,18 @@ def main() -> None:
             ct2 = ctranslate2.models.Whisper(str(converted), device="cpu", compute_type=compute_type,
                                              intra_threads=args.threads)
             ct2_encoded = ct2.encode(features)
-            figures[f"{impl}_encoder_ms"] = median_ms(lambda c=ct2: c.encode(features), args.repeats,
-                                                      f"{impl} encoder")
+            jobs[f"{impl}_encoder"] = lambda c=ct2: c.encode(features)
             for name, beam in (("greedy", 1), ("beam5", 5)):
                 # CTranslate2's Whisper halves max_length: 2n gives n tokens.
                 def run(b=beam, c=ct2, e=ct2_encoded):
                     return c.generate(e, [prompt], beam_size=b, max_length=2 * n, suppress_tokens=[-1, 50257])
-                figures[f"{impl}_{name}_ms"] = median_ms(run, args.repeats, f"{impl} {name}")
+                jobs[f"{impl}_{name}"] = run
                 tokens[f"{impl}_{name}"] = run()[0].sequences_ids[0]
     except Exception as error:  # optional: not installed, or it does not convert this model
         figures["ctranslate2"] = f"skipped: {type(error).__name__}: {error}"[:200]
+
+    with torch.no_grad():
+        figures |= interleaved_medians(jobs, args.repeats)
 
     others = ("openai", "transformers", "ctranslate2", "ctranslate2_int8")
     for name in ("greedy", "beam5"):
