@@ -10,9 +10,30 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 from torch.utils.data import Sampler
+
+T = TypeVar("T")
+
+
+def pack_batches(items: Sequence[T], costs: Sequence[float], limit: float, max_size: float) -> list[list[T]]:
+    """Greedily cut `items`, in order, into batches whose padded cost (size x largest item cost) is at
+    most `limit` and whose size is at most `max_size`; an item over the limit forms a batch of its own."""
+    batches: list[list[T]] = []
+    batch: list[T] = []
+    longest = 0.0
+    for item, cost in zip(items, costs):
+        longest_with = max(longest, cost)
+        if batch and ((len(batch) + 1) * longest_with > limit or len(batch) >= max_size):
+            batches.append(batch)
+            batch, longest_with = [], cost
+        batch.append(item)
+        longest = longest_with
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 class DynamicBatchSampler(Sampler[list[int]]):
@@ -113,18 +134,7 @@ class DynamicBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def _pack(self, indices: np.ndarray) -> list[list[int]]:
-        """Greedily cut `indices`, in order, into batches within the cost and size bounds."""
-        batches, batch, longest = [], [], 0.0
-        for i, cost in zip(indices.tolist(), self.costs[indices].tolist()):
-            longest_with = max(longest, cost)
-            if batch and ((len(batch) + 1) * longest_with > self.limit or len(batch) == self.max_batch_size):
-                batches.append(batch)
-                batch, longest_with = [], cost
-            batch.append(i)
-            longest = longest_with
-        if batch:
-            batches.append(batch)
-        return batches
+        return pack_batches(indices.tolist(), self.costs[indices].tolist(), self.limit, self.max_batch_size)
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         """All batches of `epoch`, before sharding; the same on every rank."""

@@ -48,6 +48,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from asr.data.dataset import Batch, ExampleMaker, collate
+from asr.data.sampler import pack_batches
 from asr.data.shards import ShardError, ShardIndex, ShardSample, decode_sample, read_shard
 from asr.features import FeatureExtractor
 
@@ -211,18 +212,8 @@ class ShardDataset(IterableDataset):
 
     def _pack(self, chunk: list[T], duration: Callable[[T], float], rng: np.random.Generator) -> Iterator[list[T]]:
         """Greedy packing of the chunk sorted by duration (as DynamicBatchSampler packs a bucket)."""
-        batches: list[list[T]] = []
-        batch: list[T] = []
-        longest = 0.0
-        for item in sorted(chunk, key=duration):
-            longest_with = max(longest, duration(item))
-            if batch and ((len(batch) + 1) * longest_with > self.max_seconds or len(batch) >= self.max_batch_size):
-                batches.append(batch)
-                batch, longest_with = [], duration(item)
-            batch.append(item)
-            longest = longest_with
-        if batch:
-            batches.append(batch)
+        ordered = sorted(chunk, key=duration)
+        batches = pack_batches(ordered, [duration(item) for item in ordered], self.max_seconds, self.max_batch_size)
         for i in rng.permutation(len(batches)).tolist():
             yield batches[i]
 
