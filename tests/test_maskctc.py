@@ -132,6 +132,8 @@ def test_transcribe_and_cli(trained, tmp_path, capsys):
     feats, lengths = _features(speech, wavs)
     assert [r.tokens for r in api] == [r.tokens for r in decode(speech.model, feats, lengths, options,
                                                                 tokenizer=speech.tokenizer)]
+    fast = asr.load_model(model_dir, dtype="bfloat16")
+    assert [len(fast.transcribe(str(w), options).tokens) > 0 for w in wavs] == [len(r.tokens) > 0 for r in api]
     greedy = decode(speech.model, feats, lengths, DecodeOptions(method="ctc_greedy"), tokenizer=speech.tokenizer)
     assert all(len(a.tokens) == len(g.tokens) > 0 for a, g in zip(api, greedy))  # refined, as long as CTC's
     assert [a.tokens for a in api] != [g.tokens for g in greedy]

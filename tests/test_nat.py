@@ -189,6 +189,8 @@ def test_transcribe_and_cli(speech, trained, capsys):
     api = [speech.transcribe(str(w), options).text for w in wavs]
     feats, lengths = _features(speech, wavs)
     assert api == [r.text for r in decode(speech.model, feats, lengths, options, tokenizer=speech.tokenizer)]
+    fast = asr.load_model(trained.model_dir, dtype="bfloat16")  # the length predictor and rescoring run in it
+    assert all(isinstance(fast.transcribe(str(w), options).text, str) for w in wavs)
     assert transcribe_main([str(trained.model_dir), *map(str, wavs), "--method", "nat", "--task", "asr",
                             "--quiet"]) == 0
     assert [line.partition(" ")[2] for line in capsys.readouterr().out.splitlines()] == api
