@@ -149,12 +149,14 @@ def _warn_if_slow(dtype: torch.dtype, device: torch.device) -> None:
     Whisper-tiny beam 5: bfloat16 0.7x the float32 time, float16 1.0x)."""
     if device.type != "cpu" or dtype == torch.float32:
         return
-    cpu = torch.cpu
-    has_bf16 = any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported",
-                                                                       "_is_amx_tile_supported"))
-    if dtype == torch.float16:
-        warnings.warn("dtype float16 on a CPU is no faster than float32 (bfloat16 is the CPU choice)", stacklevel=3)
-    elif not has_bf16:
+
+    def supported(*probes: str) -> bool:  # torch.cpu's feature probes (private: absent means unknown, no)
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+    if dtype == torch.float16 and not supported("_is_amx_fp16_supported"):
+        warnings.warn("dtype float16 on a CPU without AMX-FP16 is no faster than float32 (bfloat16 is the CPU "
+                      "choice)", stacklevel=3)
+    elif dtype == torch.bfloat16 and not supported("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         warnings.warn("dtype bfloat16: this CPU has no bfloat16 instructions (AVX512-BF16, AMX), so it is "
                       "emulated and slower than float32", stacklevel=3)
 
@@ -257,7 +259,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu",
     load_weights(model, state, path)
     tokenizer = load_tokenizer(directory)
     fusion = load_lm(lm, tokenizer=tokenizer) if lm is not None else None
-    return SpeechModel(model, tokenizer, feature_config, directory, lm=fusion).to(device, resolve_dtype(dtype))
+    return SpeechModel(model, tokenizer, feature_config, directory, lm=fusion).to(device, dtype)
 
 
 def load_weights(module: torch.nn.Module, state: Mapping[str, Any], path: str | os.PathLike) -> None:
