@@ -85,7 +85,8 @@ def test_loss_falls_and_logs_plots_and_best_k_are_written(trained):
     assert valid[-1]["valid_acc"] > VALID_ACC_ABOVE, [r["valid_acc"] for r in valid]
     assert sum(r["loss"] for r in train[-10:]) / 10 < 0.5 * train[0]["loss"]
     assert all(r["nonfinite_skipped"] == 0 and r["lr"] > 0 and r["audio_per_sec"] > 0 for r in train)
-    assert all("valid_wer" in r and r["valid_decoded_utts"] == 8 for r in valid)  # greedy-decoded
+    # Greedy-decoded with the decoder and with the CTC head.
+    assert all("valid_wer" in r and "valid_ctc_wer" in r and r["valid_decoded_utts"] == 8 for r in valid)
 
     csv_lines = (exp / "metrics.csv").read_text().splitlines()
     assert csv_lines[0].startswith("event,step,epoch,loss") and len(csv_lines) == 1 + len(records)
@@ -307,3 +308,45 @@ def test_nonfinite_loss_is_skipped_then_stops_without_overwriting(shared_dir, tm
     assert all(after[name] == before[name] for name in before if name.endswith(".pt"))
     last = load_checkpoint(checkpoints / "last.pt")
     assert last["step"] == batches - 1 and last["trainer"]["nonfinite_total"] == 1
+
+
+def test_validation_decodes_with_each_head_the_model_has(shared_dir, tmp_path):
+    from asr.data import collate
+    from asr.decode.ctc_decode import ctc_greedy
+    from asr.features import FeatureExtractor
+    from asr.metrics import error_rate
+    from asr.model import DecoderConfig, EncoderConfig, ModelConfig, build_model
+    from asr.text import train_tokenizer
+    from asr.train import OptimConfig, Trainer, TrainerConfig
+    from asr.train.validation import validate
+    from tests.train_helper import FEATURES
+
+    utts = digit_utterances(shared_dir, ("george",), range(0, 3))
+    tokenizer = train_tokenizer([u.text for u in utts], kind="char")
+    dataset = SpeechDataset(utts, FeatureExtractor(FEATURES), tokenizer)
+    small = {"d_model": 32, "n_heads": 2, "n_layers": 1, "ffn_dim": 64}
+    models = {}
+    for ctc_weight, present, absent in ((1.0, {"valid_ctc_wer"}, {"valid_wer", "valid_acc"}),
+                                        (0.0, {"valid_wer", "valid_cer"}, {"valid_ctc_wer"}),
+                                        (0.3, {"valid_wer", "valid_ctc_wer"}, set())):
+        torch.manual_seed(0)
+        model = models[ctc_weight] = build_model(ModelConfig(
+            vocab_size=tokenizer.vocab_size, input_dim=FEATURES.n_mels, ctc_weight=ctc_weight,
+            encoder=EncoderConfig(**small, subsampling_channels=8), decoder=DecoderConfig(**small)))
+        metrics, _ = validate(model, dataset, None, tokenizer, device=torch.device("cpu"), decode_utts=2)
+        assert present <= metrics.keys() and not absent & metrics.keys() and metrics["valid_decoded_utts"] == 2
+    # valid_ctc_wer is the CTC head's greedy output against the first utterances' transcripts.
+    batch = collate([dataset[0], dataset[1]])
+    with torch.no_grad():
+        enc, enc_lengths = models[1.0].encode(batch.feats, batch.feat_lengths)
+        greedy = ctc_greedy(models[1.0].ctc.log_probs(enc), enc_lengths)
+    hyps = [tokenizer.decode(row[:n]) for row, n in zip(greedy.tokens.tolist(), greedy.lengths.tolist())]
+    expected = error_rate([u.text for u in utts[:2]], hyps).wer
+    metrics, _ = validate(models[1.0], dataset, None, tokenizer, device=torch.device("cpu"), decode_utts=2)
+    assert metrics["valid_ctc_wer"] == pytest.approx(expected)
+    # Ranking checkpoints by a WER needs the head that decodes it.
+    sampler = DynamicBatchSampler([u.duration for u in utts], max_batch_size=2)
+    for metric, ctc_weight in (("valid_ctc_wer", 0.0), ("valid_wer", 1.0)):
+        with pytest.raises(ValueError, match=f"best_metric='{metric}': this model has no"):
+            Trainer(models[ctc_weight], dataset, sampler, dataset, TrainerConfig(best_metric=metric), OptimConfig(),
+                    tmp_path, tokenizer=tokenizer)

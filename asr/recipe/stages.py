@@ -77,9 +77,9 @@ def lm(config: ExperimentConfig) -> None:
         raise FileNotFoundError(f"{config.model_dir / 'tokenizer.json'}: not found; the LM uses the speech model's "
                                 "tokenizer: run the tokenizer stage first (stage=tokenizer)")
     tok = load_tokenizer(config.model_dir)
-    if config.trainer.best_metric == "valid_wer":
-        raise ValueError("trainer.best_metric=valid_wer: a language model decodes no audio; rank its checkpoints "
-                         "by valid_loss or valid_acc")
+    if config.trainer.best_metric in ("valid_wer", "valid_ctc_wer"):
+        raise ValueError(f"trainer.best_metric={config.trainer.best_metric}: a language model decodes no audio; "
+                         "rank its checkpoints by valid_loss or valid_acc")
     train_set, lengths = _lm_texts(config, config.lm.text, config.data.train, tok, "lm.text")
     valid_set, _ = _lm_texts(config, config.lm.valid_text, config.data.valid, tok, "lm.valid_text")
     seed = config.trainer.seed

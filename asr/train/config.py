@@ -17,7 +17,7 @@ SCHEDULERS = ("noam", "cosine", "constant")
 OPTIMIZERS = ("adamw", "adam")
 PRECISIONS = ("fp32", "bf16")
 # Metric name -> True when larger is better.
-BEST_METRICS = {"valid_loss": False, "valid_acc": True, "valid_wer": False}
+BEST_METRICS = {"valid_loss": False, "valid_acc": True, "valid_wer": False, "valid_ctc_wer": False}
 
 
 def _check(cls_name: str, condition: bool, field: str, message: str, value: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 CSV_FIELDS = (
     "event", "step", "epoch", "loss", "att_loss", "ctc_loss", "acc", "lr", "grad_norm", "audio_per_sec",
     "sampling_prob", "nonfinite_skipped", "valid_loss", "valid_att_loss", "valid_ctc_loss", "valid_acc",
-    "valid_wer", "valid_cer", "valid_decoded_utts", "elapsed",
+    "valid_wer", "valid_cer", "valid_ctc_wer", "valid_decoded_utts", "elapsed",
 )
 
 

@@ -14,11 +14,12 @@ matplotlib.use("Agg")  # no display on training machines; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+# (series: (metric key, legend label), event, y label, title) per panel.
 _PANELS = (
-    ("loss", "train", "loss", "train loss"),
-    ("valid_loss", "valid", "loss", "valid loss"),
-    ("valid_acc", "valid", "token accuracy", "valid acc"),
-    ("valid_wer", "valid", "WER", "valid WER"),
+    ((("loss", ""),), "train", "loss", "train loss"),
+    ((("valid_loss", ""),), "valid", "loss", "valid loss"),
+    ((("valid_acc", ""),), "valid", "token accuracy", "valid acc"),
+    ((("valid_wer", "attention greedy"), ("valid_ctc_wer", "CTC greedy")), "valid", "WER", "valid WER"),
 )
 
 
@@ -33,16 +34,21 @@ def _series(history: Sequence[dict[str, Any]], key: str, event: str) -> tuple[li
 
 
 def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Train loss, valid loss, valid accuracy and valid WER against the step, as one 2x2 PNG."""
+    """Train loss, valid loss, valid accuracy and valid WERs against the step, as one 2x2 PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
-    for ax, (key, event, ylabel, title) in zip(axes.flat, _PANELS):
-        steps, values = _series(history, key, event)
-        if steps:
-            ax.plot(steps, values, marker="." if len(steps) < 50 else None)
-        else:
+    for ax, (series, event, ylabel, title) in zip(axes.flat, _PANELS):
+        plotted = 0
+        for key, label in series:
+            steps, values = _series(history, key, event)
+            if steps:
+                ax.plot(steps, values, marker="." if len(steps) < 50 else None, label=label or None)
+                plotted += 1
+        if not plotted:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        elif len(series) > 1:
+            ax.legend()
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)

@@ -133,8 +133,12 @@ class Trainer:
         self.last_valid_step = -1
         self._dirty = False  # trained since the last save
         self._window: dict[str, Any] = {"start": time.perf_counter(), "audio": 0.0, "sums": {}, "count": 0}
-        if config.best_metric == "valid_wer" and config.valid_decode_utts == 0:
-            raise ValueError("TrainerConfig.best_metric='valid_wer' needs valid_decode_utts > 0")
+        decodes_with = {"valid_wer": "decoder", "valid_ctc_wer": "ctc"}.get(config.best_metric)
+        if decodes_with and config.valid_decode_utts == 0:
+            raise ValueError(f"TrainerConfig.best_metric={config.best_metric!r} needs valid_decode_utts > 0")
+        if decodes_with and getattr(model, decodes_with, None) is None:
+            raise ValueError(f"TrainerConfig.best_metric={config.best_metric!r}: this model has no {decodes_with} "
+                             "to decode with; use valid_loss or the other WER")
 
     # --- state ------------------------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""Validation: loss and token accuracy on the validation set, greedy-decode WER on its first utterances."""
+"""Validation: loss and token accuracy on the validation set; on its first utterances the WER of greedy
+decoding with the attention decoder (valid_wer) and with the CTC head (valid_ctc_wer, against the CTC
+targets: the source transcript in translation)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from asr.data import Batch, collate
 from asr.decode import greedy_search
+from asr.decode.ctc_decode import ctc_greedy
 from asr.metrics import error_rate
 from asr.model.config import EOS_ID, SOS_ID
 from asr.train.distributed import DistInfo, all_reduce_sum
@@ -69,24 +72,31 @@ def validate(
     dist: DistInfo | None = None,
     want_attention: bool = False,
 ) -> tuple[dict[str, float], AttentionExample | None]:
-    """-> ({"valid_loss", "valid_acc", "valid_wer", ...}, attention of the first utterance or None).
+    """-> ({"valid_loss", "valid_acc", "valid_wer", "valid_ctc_wer", ...}, attention of the first
+    utterance or None).
 
     Losses and accuracy are averaged over target tokens (each batch weighted by its tokens + <eos>),
-    summed over all processes. The WER is over the first `decode_utts` utterances (split across
-    processes), decoded greedily; it is left out when decode_utts is 0 or the model has no decoder.
+    summed over all processes. The WERs are over the first `decode_utts` utterances (split across
+    processes), decoded greedily: valid_wer/valid_cer with the decoder (left out without one),
+    valid_ctc_wer with the CTC head (left out without one); none when decode_utts is 0. Neither is
+    the recipes' joint beam search, which is usually better than both.
     """
     dist = dist or DistInfo()
     model.eval()
     has_decoder = getattr(model, "decoder", None) is not None
+    has_ctc = getattr(model, "ctc", None) is not None
     batches = sampler if sampler is not None else _shard_batches(len(dataset), batch_size, dist)
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate)
-    quota = math.ceil(decode_utts / dist.world_size) if has_decoder else 0
+    quota = math.ceil(decode_utts / dist.world_size) if has_decoder or has_ctc else 0
+    taken = 0
     context = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     # Fixed layout (value sums, then weight sums) so that every process all-reduces the same vector,
     # also one that got no validation batch.
     sums = torch.zeros(2 * len(_OUTPUTS), dtype=torch.float64, device=device)
     refs: list[str] = []
     hyps: list[str] = []
+    ctc_refs: list[str] = []
+    ctc_hyps: list[str] = []
     attention = None
     for batch in loader:
         batch = batch.to(device)
@@ -97,22 +107,38 @@ def validate(
                 if key in out:
                     sums[i] += out[key].double() * weight
                     sums[len(_OUTPUTS) + i] += weight
-            take = min(quota - len(refs), len(batch.ids))
+            take = min(quota - taken, len(batch.ids))
             if take > 0:
-                decoded = greedy_search(model, batch.feats[:take], batch.feat_lengths[:take], batch.prefix[:take])
-                lengths = batch.target_lengths[:take].tolist()
-                refs += [_to_text(row[:n], tokenizer) for row, n in zip(batch.targets[:take].tolist(), lengths)]
-                hyps += [_to_text(row, tokenizer) for row in decoded]
+                taken += take
+                if has_decoder:
+                    decoded = greedy_search(model, batch.feats[:take], batch.feat_lengths[:take],
+                                            batch.prefix[:take])
+                    refs += _texts(batch.targets[:take], batch.target_lengths[:take], tokenizer)
+                    hyps += [_to_text(row, tokenizer) for row in decoded]
+                if has_ctc:
+                    enc, enc_lengths = model.encode(batch.feats[:take], batch.feat_lengths[:take])
+                    greedy = ctc_greedy(model.ctc.log_probs(enc), enc_lengths)
+                    ctc_refs += _texts(batch.ctc_targets[:take], batch.ctc_target_lengths[:take], tokenizer)
+                    ctc_hyps += _texts(greedy.tokens, greedy.lengths, tokenizer)
             if want_attention and attention is None and has_decoder:
                 attention = attention_example(model, batch, tokenizer)
-    scores = error_rate(refs, hyps)
-    counts = (scores.word_errors, scores.ref_words, scores.char_errors, scores.ref_chars, scores.num_utts)
+    scores, ctc_scores = error_rate(refs, hyps), error_rate(ctc_refs, ctc_hyps)
+    counts = (scores.word_errors, scores.ref_words, scores.char_errors, scores.ref_chars, scores.num_utts,
+              ctc_scores.word_errors, ctc_scores.ref_words, ctc_scores.num_utts, taken)
     local = torch.cat([sums, torch.tensor(counts, dtype=torch.float64, device=device)])
     total = all_reduce_sum(local, dist).cpu().tolist()
     n = len(_OUTPUTS)
     metrics = {f"valid_{key}": total[i] / total[n + i] for i, key in enumerate(_OUTPUTS) if total[n + i] > 0}
-    word_errors, ref_words, char_errors, ref_chars, decoded_utts = total[2 * n :]
-    if decoded_utts > 0:
-        metrics.update(valid_wer=word_errors / max(ref_words, 1.0), valid_cer=char_errors / max(ref_chars, 1.0),
-                       valid_decoded_utts=int(decoded_utts))
+    word_errors, ref_words, char_errors, ref_chars, decoded, ctc_errors, ctc_words, ctc_decoded, taken = total[2 * n :]
+    if decoded > 0:
+        metrics.update(valid_wer=word_errors / max(ref_words, 1.0), valid_cer=char_errors / max(ref_chars, 1.0))
+    if ctc_decoded > 0:
+        metrics.update(valid_ctc_wer=ctc_errors / max(ctc_words, 1.0))
+    if taken > 0:
+        metrics.update(valid_decoded_utts=int(taken))
     return metrics, attention
+
+
+def _texts(tokens: Tensor, lengths: Tensor, tokenizer: Any) -> list[str]:
+    """Padded token rows (B, L) cut at their lengths (B,) -> texts."""
+    return [_to_text(row[:n], tokenizer) for row, n in zip(tokens.tolist(), lengths.tolist())]
