@@ -38,7 +38,7 @@ def lm_run(tmp_path_factory):
     """`asr-run recipe=synth_lm mode=tiny`: prepare, tokenizer and lm stages on the tiny synth corpus."""
     root = tmp_path_factory.mktemp("synth_lm")
     paths = (f"data.dir={root / 'data'}", f"exp_dir={root / 'exp'}")
-    result = asr_run("recipe=synth_lm", "mode=tiny", *paths, *TINY_LM, "trainer.progress_bar=false")
+    result = asr_run("recipe=synth_lm", "mode=tiny", *paths, "trainer.progress_bar=false")  # mode=tiny: a tiny LM
     assert result.returncode == 0, result.stderr[-3000:]
     return root, paths
 
@@ -55,7 +55,7 @@ def test_synth_lm_recipe_trains_a_language_model_with_the_experiments_tokenizer(
     assert resolved["recipe"]["stages"] == ["prepare", "tokenizer", "lm"] and resolved["recipe"]["name"] == "synth"
     tokenizer = load_tokenizer(exp / "model")
     lm = load_lm(lm_dir, tokenizer=tokenizer)  # the same tokenizer, token for token
-    assert isinstance(lm, TransformerLM) and lm.config.d_model == 32 and lm.config.vocab_size == tokenizer.vocab_size
+    assert isinstance(lm, TransformerLM) and lm.config.d_model == 64 and lm.config.vocab_size == tokenizer.vocab_size
     # The LM's weights are the average of its two validated checkpoints (mode=tiny: average.num=2).
     index = json.loads((exp / "lm" / "checkpoints" / "index.json").read_text())
     assert len(index["best"]) == 2
