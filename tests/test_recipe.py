@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -82,6 +83,9 @@ def test_num_procs_trains_in_processes_started_by_asr_run(fsdd_run, shared_dir, 
                      f"data.dir={root / 'data'}", "trainer.num_procs=2", "trainer.max_epochs=1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train: 2 processes" in result.stderr
+    # The processes log into run.log in Hydra's format, as asr-run itself does (rank 0's progress).
+    log = (exp / "run.log").read_text()
+    assert re.search(r"^\[[^]]+\]\[asr\.train\.trainer\]\[INFO\] - event=valid step=", log, re.M), log[-2000:]
     last = load_checkpoint(exp / "checkpoints" / "last.pt")
     assert len(last["rng"]) == 2  # both ranks' RNG streams: it really trained in two processes
     assert (exp / "RESULTS.md").is_file() and (exp / "decode" / "test").is_dir()

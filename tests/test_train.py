@@ -350,3 +350,21 @@ def test_validation_decodes_with_each_head_the_model_has(shared_dir, tmp_path):
         with pytest.raises(ValueError, match=f"best_metric='{metric}': this model has no"):
             Trainer(models[ctc_weight], dataset, sampler, dataset, TrainerConfig(best_metric=metric), OptimConfig(),
                     tmp_path, tokenizer=tokenizer)
+
+
+def test_spawned_processes_log_where_and_how_the_parent_does(tmp_path):
+    import logging
+
+    from asr.train.distributed import spawn_local
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    handler = logging.FileHandler(tmp_path / "run.log")
+    handler.setFormatter(logging.Formatter("%(levelname)s|%(message)s"))
+    root.handlers, root.level = [handler], logging.INFO
+    try:
+        spawn_local(logging.warning, ("hello from %s", "a child"), 1)
+    finally:
+        handler.close()
+        root.handlers, root.level = saved_handlers, saved_level
+    assert (tmp_path / "run.log").read_text().splitlines() == ["WARNING|hello from a child"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,10 +66,34 @@ def spawn_local(fn: Callable[..., object], args: tuple, num_procs: int) -> None:
     if num_procs < 1:
         raise ValueError(f"spawn_local: num_procs must be >= 1, got {num_procs}")
     root = logging.getLogger()
-    log_files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
     threads = max(1, torch.get_num_threads() // num_procs)
-    mp.start_processes(_spawned_main, args=(fn, args, num_procs, _free_port(), threads, root.level, log_files),
+    mp.start_processes(_spawned_main, args=(fn, args, num_procs, _free_port(), threads, root.level,
+                                            _log_targets(root)),
                        nprocs=num_procs, join=True, start_method="spawn")
+
+
+LogTarget = tuple[str, str | None, str | None]  # (a log file's path or "stdout"/"stderr", format, date format)
+
+
+def _log_targets(logger: logging.Logger) -> list[LogTarget]:
+    """Where and how `logger`'s handlers write, in a form a spawned process can rebuild them from."""
+    targets = []
+    for handler in logger.handlers:
+        fmt, datefmt = (handler.formatter._fmt, handler.formatter.datefmt) if handler.formatter else (None, None)
+        if isinstance(handler, logging.FileHandler):
+            targets.append((handler.baseFilename, fmt, datefmt))
+        elif isinstance(handler, logging.StreamHandler):
+            targets.append(("stdout" if handler.stream is sys.stdout else "stderr", fmt, datefmt))
+    return targets
+
+
+def _handler(target: LogTarget) -> logging.Handler:
+    where, fmt, datefmt = target
+    handler = (logging.StreamHandler(sys.stdout if where == "stdout" else sys.stderr) if where in ("stdout", "stderr")
+               else logging.FileHandler(where))
+    if fmt is not None:
+        handler.setFormatter(logging.Formatter(fmt, datefmt))
+    return handler
 
 
 def _free_port() -> int:
@@ -78,15 +103,15 @@ def _free_port() -> int:
 
 
 def _spawned_main(rank: int, fn: Callable[..., object], args: tuple, world_size: int, port: int, threads: int,
-                  log_level: int, log_files: list[str]) -> None:
+                  log_level: int, log_targets: list[LogTarget]) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS=str(threads))
     torch.set_num_threads(threads)
-    handlers: list[logging.Handler] = [logging.StreamHandler(), *(logging.FileHandler(f) for f in log_files)]
+    # The parent's handlers and formats (Hydra's console and run.log, for asr-run), or the console.
+    handlers = [_handler(target) for target in log_targets] or [logging.StreamHandler()]
     # The other ranks repeat rank 0's progress messages: only their warnings and errors are logged.
     level = log_level if rank == 0 else max(log_level, logging.WARNING)
-    logging.basicConfig(level=level, handlers=handlers, force=True,
-                        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    logging.basicConfig(level=level, handlers=handlers, force=True)
     try:
         fn(*args)
     finally:
