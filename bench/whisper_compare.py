@@ -74,7 +74,9 @@ TO_HF = [
 ]
 
 
-IMPLS = ("openai", "transformers", "ctranslate2", "ctranslate2_int8", "asr", "asr_bf16")
+OTHERS = ("openai", "transformers", "ctranslate2", "ctranslate2_int8")
+OURS = ("asr", "asr_bf16")
+IMPLS = OTHERS + OURS
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -268,7 +270,6 @@ def compare(args: argparse.Namespace, folder: Path) -> None:
     with torch.no_grad():
         figures |= interleaved_medians(jobs, args.repeats)
 
-    others = ("openai", "transformers", "ctranslate2", "ctranslate2_int8")
     for name in ("greedy", "beam5"):
         reference = tokens[f"openai_{name}"]
         assert len(reference) == n, f"openai-whisper emitted {len(reference)} tokens, not {n}"
@@ -276,12 +277,12 @@ def compare(args: argparse.Namespace, folder: Path) -> None:
             if f"{impl}_{name}" in tokens:
                 figures[f"{impl}_{name}_tokens_equal"] = tokens[f"{impl}_{name}"] == reference
                 figures[f"{impl}_{name}_tokens_agreed"] = common_prefix(tokens[f"{impl}_{name}"], reference)
-        for asr_impl in ("asr", "asr_bf16"):
-            for other in others:
+        for asr_impl in OURS:
+            for other in OTHERS:
                 if f"{other}_{name}_ms" in figures:
                     figures[f"{other}_over_{asr_impl}_{name}"] = (figures[f"{other}_{name}_ms"]
                                                                  / figures[f"{asr_impl}_{name}_ms"])
-    for other in others:
+    for other in OTHERS:
         if f"{other}_encoder_ms" in figures:
             figures[f"{other}_over_asr_encoder"] = figures[f"{other}_encoder_ms"] / figures["asr_encoder_ms"]
 
@@ -295,9 +296,9 @@ def compare(args: argparse.Namespace, folder: Path) -> None:
                     for k in ("greedy", "beam5")] if impl != "openai" else []
             print(f"{impl:18s}" + "".join(f"{figures[f'{impl}_{k}_ms']:12.1f}" for k in ("encoder", "greedy", "beam5"))
                   + "   " + " / ".join(same))
-    for asr_impl in ("asr", "asr_bf16"):
+    for asr_impl in OURS:
         print(f"beam 5, {asr_impl} is faster than: " + ", ".join(
-            f"{other} {figures[f'{other}_over_{asr_impl}_beam5']:.2f}x" for other in others
+            f"{other} {figures[f'{other}_over_{asr_impl}_beam5']:.2f}x" for other in OTHERS
             if f"{other}_over_{asr_impl}_beam5" in figures))
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))
 

@@ -85,7 +85,7 @@ class SpeechModel:
     @property
     def dtype(self) -> torch.dtype:
         """The dtype the network computes in (its weights'; see `to`)."""
-        return next(self.model.parameters()).dtype
+        return self.model.dtype
 
     @property
     def sample_rate(self) -> int:

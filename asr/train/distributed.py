@@ -89,8 +89,8 @@ def _log_targets(logger: logging.Logger) -> list[LogTarget]:
 
 def _handler(target: LogTarget) -> logging.Handler:
     where, fmt, datefmt = target
-    handler = (logging.StreamHandler(sys.stdout if where == "stdout" else sys.stderr) if where in ("stdout", "stderr")
-               else logging.FileHandler(where))
+    streams = {"stdout": sys.stdout, "stderr": sys.stderr}
+    handler = logging.StreamHandler(streams[where]) if where in streams else logging.FileHandler(where)
     if fmt is not None:
         handler.setFormatter(logging.Formatter(fmt, datefmt))
     return handler
