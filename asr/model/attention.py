@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asr.model.linear import Linear
+
 
 class MultiHeadAttention(nn.Module):
     """Queries from x (B, U, d_model); keys/values from x (self) or a memory (B, T, kv_dim) (cross).
@@ -30,10 +32,10 @@ class MultiHeadAttention(nn.Module):
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
         self.dropout = dropout
-        self.query = nn.Linear(d_model, d_model)
-        self.key = nn.Linear(kv_dim, d_model, bias=key_bias)
-        self.value = nn.Linear(kv_dim, d_model)
-        self.out = nn.Linear(d_model, d_model)
+        self.query = Linear(d_model, d_model)
+        self.key = Linear(kv_dim, d_model, bias=key_bias)
+        self.value = Linear(kv_dim, d_model)
+        self.out = Linear(d_model, d_model)
 
     def forward(self, x: Tensor, memory: Tensor | None = None, mask: Tensor | None = None,
                 is_causal: bool = False) -> Tensor:

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asr.model.config import BLANK_ID
+from asr.model.linear import Linear
 
 
 class CTC(nn.Module):
@@ -13,7 +14,7 @@ class CTC(nn.Module):
 
     def __init__(self, d_model: int, vocab_size: int):
         super().__init__()
-        self.proj = nn.Linear(d_model, vocab_size)
+        self.proj = Linear(d_model, vocab_size)
 
     def log_probs(self, enc: Tensor) -> Tensor:
         """enc (B, T, D) -> log-probabilities (B, T, V), in float32 (log-softmax is precision-sensitive)."""

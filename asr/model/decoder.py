@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from asr.model.attention import MultiHeadAttention
 from asr.model.config import DecoderConfig
 from asr.model.layers import FeedForward, padding_mask, residual
+from asr.model.linear import Linear
 from asr.model.positional import build_positional
 
 
@@ -125,7 +126,7 @@ class TransformerDecoder(nn.Module):
             for _ in range(config.n_layers)
         )
         self.final_norm = nn.LayerNorm(config.d_model) if config.normalize_before else nn.Identity()
-        self.output = nn.Linear(config.d_model, vocab_size, bias=config.output_bias)
+        self.output = Linear(config.d_model, vocab_size, bias=config.output_bias)
         if config.tie_embeddings:
             self.output.weight = self.embed.weight
 

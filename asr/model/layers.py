@@ -8,6 +8,8 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from asr.model.linear import Linear
+
 T = TypeVar("T")
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
@@ -37,10 +39,10 @@ class FeedForward(nn.Module):
     def __init__(self, d_model: int, ffn_dim: int, dropout: float = 0.0, activation: str = "relu"):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(d_model, ffn_dim),
+            Linear(d_model, ffn_dim),
             lookup(ACTIVATIONS, activation, "activation")(),
             nn.Dropout(dropout),
-            nn.Linear(ffn_dim, d_model),
+            Linear(ffn_dim, d_model),
         )
 
     def forward(self, x: Tensor) -> Tensor:

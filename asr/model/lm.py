@@ -27,6 +27,7 @@ from asr.model.attention import MultiHeadAttention
 from asr.model.config import PAD_ID, _check, _check_transformer_dims, _check_types
 from asr.model.io import CONFIG_FILE, load_weights, read_config_file, write_config_file
 from asr.model.layers import FeedForward, lookup, residual
+from asr.model.linear import Linear
 from asr.model.loss import label_smoothed_nll, token_accuracy
 from asr.model.model import decoder_io
 from asr.model.positional import SinusoidalPositionalEncoding
@@ -126,7 +127,7 @@ class TransformerLM(nn.Module):
             for _ in range(config.n_layers)
         )
         self.final_norm = nn.LayerNorm(config.d_model) if config.normalize_before else nn.Identity()
-        self.output = nn.Linear(config.d_model, config.vocab_size)
+        self.output = Linear(config.d_model, config.vocab_size)
         if config.tie_embeddings:
             self.output.weight = self.embed.weight
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from asr.model.bidirectional import BidirectionalStack
 from asr.model.config import IGNORE_ID, PAD_ID, DecoderConfig, ModelConfig
 from asr.model.ctc import CTC
+from asr.model.linear import Linear
 from asr.model.loss import label_smoothed_nll, token_accuracy
 from asr.model.nat import NonAutoregressiveModel
 from asr.model.positional import SinusoidalPositionalEncoding
@@ -82,7 +83,7 @@ class MaskCTCDecoder(nn.Module):
         self.mask_embedding = nn.Parameter(torch.randn(d_model) * d_model**-0.5)
         self.pos_enc = SinusoidalPositionalEncoding(d_model, config.dropout)
         self.stack = BidirectionalStack(enc_dim, config)
-        self.output = nn.Linear(d_model, vocab_size)
+        self.output = Linear(d_model, vocab_size)
         if config.tie_embeddings:
             self.output.weight = self.embed.weight
 

@@ -33,6 +33,7 @@ from asr.model.bidirectional import BidirectionalStack
 from asr.model.config import EOS_ID, IGNORE_ID, DecoderConfig, ModelConfig, NATConfig
 from asr.model.ctc import CTC
 from asr.model.layers import padding_mask
+from asr.model.linear import Linear
 from asr.model.loss import label_smoothed_nll, token_accuracy
 from asr.model.model import ASRModel
 from asr.model.positional import SinusoidalPositionalEncoding
@@ -78,9 +79,9 @@ class LengthPredictor(nn.Module):
 
     def __init__(self, enc_dim: int, d_model: int, max_len: int, dropout: float):
         super().__init__()
-        self.hidden = nn.Linear(enc_dim + 1, d_model)
+        self.hidden = Linear(enc_dim + 1, d_model)
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(d_model, max_len + 1)
+        self.out = Linear(d_model, max_len + 1)
 
     def forward(self, enc: Tensor, enc_lengths: Tensor, prefix_embedding: Tensor) -> Tensor:
         valid = padding_mask(enc_lengths, enc.size(1)).unsqueeze(2).to(enc.dtype)  # (B, T, 1)
@@ -104,7 +105,7 @@ class NATDecoder(nn.Module):
         self.query = nn.Parameter(torch.randn(d_model) * d_model**-0.5)
         self.pos_enc = SinusoidalPositionalEncoding(d_model, config.dropout)
         self.stack = BidirectionalStack(enc_dim, config)
-        self.output = nn.Linear(d_model, vocab_size)
+        self.output = Linear(d_model, vocab_size)
         if config.tie_embeddings:
             self.output.weight = self.embed.weight
         self.length_predictor = (LengthPredictor(enc_dim, d_model, self.nat.max_len, config.dropout)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asr.model.linear import Linear
+
 
 class Conv2dSubsampling(nn.Module):
     """Stack of 2-D convolutions (each followed by ReLU) over (time, frequency), then Linear to d_model.
@@ -37,7 +39,7 @@ class Conv2dSubsampling(nn.Module):
             raise ValueError(f"{type(self).__name__}: input_dim={input_dim} is too small for its convolutions "
                              f"(needs at least {self._min_length()} feature bins)")
         self.conv = nn.Sequential(*layers)
-        self.out = nn.Linear(channels * freq, d_model)
+        self.out = Linear(channels * freq, d_model)
 
     @property
     def rate(self) -> int:
