@@ -5,7 +5,8 @@ Nothing is shared with the batched search but the model and the rules it must fo
   prefix (no KV cache), CTC by the textbook prefix recursion (Watanabe et al., 2017) in Python floats;
 - candidates are sorted in Python; the search runs to the length limit (no early stopping).
 Rules: score = (1 - ctc_weight) att + ctc_weight ctc + lm_weight lm + length_bonus (per non-<eos>
-token); blocked ids, <eos> not before min_len, only <eos> at the limit, no repeated n-grams; CTC
+token), the decoder's distribution normalised over the ids that are not blocked;
+blocked ids, <eos> not before min_len, only <eos> at the limit, no repeated n-grams; CTC
 scores the top ceil(ctc_pre_beam * beam) tokens by the other terms, and <eos>. Walking the ranked
 extensions, an <eos> one finishes its hypothesis while fewer than `beam` live ones were kept.
 Finished hypotheses rank by score / (tokens + 1) ** length_penalty.
@@ -83,6 +84,8 @@ def reference_decode(model, feats: torch.Tensor, options: DecodeOptions, tokeniz
     vocab = tokenizer.vocab_size
     forced = [SOS_ID, *forced_prefix(tokenizer, options)]
     blocked = tokenizer.skipped_ids - {EOS_ID}
+    blocked_mask = torch.zeros(vocab)
+    blocked_mask[sorted(blocked)] = NEG_INF
     ctc_w, lm_w = options.ctc_weight, options.lm_weight
     x = model.ctc.log_probs(enc)[0, :frames].double().tolist() if ctc_w > 0 else None
     cache: dict[tuple[int, ...], tuple[float, float]] = {}
@@ -102,7 +105,7 @@ def reference_decode(model, feats: torch.Tensor, options: DecodeOptions, tokeniz
             att = None
             if ctc_w < 1:
                 logits = model.decoder(torch.tensor([forced + hyp.tokens]), enc, enc_lengths)[0, -1]
-                att = logits.float().log_softmax(-1).double()
+                att = (logits.float() + blocked_mask).log_softmax(-1).double()
                 full += (1 - ctc_w) * att
             if lm_w > 0:
                 full += lm_w * lm.logits(torch.tensor([[SOS_ID] + hyp.tokens]))[0, -1].float().log_softmax(-1).double()

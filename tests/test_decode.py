@@ -219,7 +219,7 @@ def test_ctc_prefix_scorer_matches_brute_force():
     plan = [([0, 0, 2, 2], [1, 2, 4, 1]), ([1, 0, 2, 3], [1, 1, 4, 5]), ([0, 1, 2, 2], [2, 5, 4, 1]), None]
     for step in plan:
         candidates = torch.tensor([[1, 2, 4, 5]] * 4)
-        scores, state = scorer.score(state, candidates)
+        scores, state = scorer.score(state, candidates, torch.zeros(1, vocab))
         for n in range(4):
             x = log_probs[n // beam, : int(lengths[n // beam])].double()
             expected = brute_force_prefix(x, prefixes[n], exact=True)
@@ -313,9 +313,11 @@ def test_forced_task_and_language_tokens():
     enc, enc_lengths = model.encode(feats, lengths)
     forced = [SOS_ID, tokenizer.token_to_id("<st>"), tokenizer.token_to_id("<de>")]
     for b, result in enumerate(results):
-        # The decoder saw <sos><st><de> before the output: teacher forcing gives the same log-probs.
+        # The decoder saw <sos><st><de> before the output: teacher forcing gives the same log-probs,
+        # normalised over the tokens the search may emit (not the specials and task tokens).
         tokens = torch.tensor([forced + list(result.tokens)])
-        logp = model.decoder(tokens, enc[b : b + 1], enc_lengths[b : b + 1]).log_softmax(-1)[0]
+        logits = model.decoder(tokens, enc[b : b + 1], enc_lengths[b : b + 1])[0]
+        logp = logits.index_fill(1, torch.tensor(sorted(tokenizer.suppressed_ids)), float("-inf")).log_softmax(-1)
         expected = logp[len(forced) - 1 :].gather(1, torch.tensor(list(result.tokens) + [EOS_ID])[:, None])
         assert result.token_logprobs == pytest.approx(expected[:, 0].tolist(), abs=1e-4)
         assert not set(result.tokens) & tokenizer.skipped_ids  # never emits specials or task tokens

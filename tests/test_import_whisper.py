@@ -16,6 +16,7 @@ hypothesis is our best once ranked without the <eos> term (and it is in our n-be
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -138,6 +139,28 @@ def test_greedy_and_beam_match_whisper(reference, waves):
     assert best_without_eos(beam[0]) == expected
     assert expected in [list(h.tokens) for h in beam[0].nbest]
     assert beam[1].tokens != beam[0].tokens
+
+
+def test_beam_renormalises_over_suppressed_tokens_as_whisper(reference, waves, tmp_path):
+    """openai-whisper suppresses tokens in the logits, before its log-softmax: a suppressed token's
+    probability does not lower a hypothesis' score. Made large here (their embeddings scaled up),
+    it changes which beams win unless our search normalises the same way."""
+    model, _, speech = reference
+    boosted = copy.deepcopy(model)
+    with torch.no_grad():
+        boosted.decoder.token_embedding.weight[sorted(speech.tokenizer.suppressed_ids)] *= 30.0
+    torch.save({"dims": DIMS, "model_state_dict": boosted.state_dict()}, tmp_path / "boosted.pt")
+    converted = asr.load_model(import_whisper(tmp_path / "boosted.pt", tmp_path / "model"))
+    feats, lengths = features(converted, waves)
+    fixed = {"sample_len": TOKENS, "suppress_tokens": "-1,50257", "without_timestamps": True, "fp16": False}
+    for i in range(len(waves)):
+        ours = converted.decode(feats[i : i + 1], lengths[i : i + 1], DecodeOptions(
+            beam_size=5, nbest=5, min_len=TOKENS, max_len=TOKENS, target_lang="en"))[0]
+        expected = whisper.decode(boosted, feats[i].T, whisper.DecodingOptions(language="en", beam_size=5, **fixed))
+        assert best_without_eos(ours) == expected.tokens
+        # Its log-probability, as openai-whisper reports it (divided by the tokens + <|endoftext|>).
+        best = next(h for h in ours.nbest if list(h.tokens) == expected.tokens)
+        assert sum(best.token_logprobs[:-1]) / (TOKENS + 1) == pytest.approx(expected.avg_logprob, abs=1e-4)
 
 
 def test_tokenizer_matches_openai_whisper(reference, shared_dir):

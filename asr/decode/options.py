@@ -124,7 +124,8 @@ class DecodeResult:
     tokens: token ids without <sos>, forced prefix tokens and <eos>.
     score: the ranking score (see DecodeOptions). token_logprobs: the attention decoder's
     log-probability of each emitted token, then of <eos> when it was emitted (len(tokens) or
-    len(tokens) + 1). Other methods than "attention" define both in asr/decode/methods.py.
+    len(tokens) + 1), normalised over the tokens the tokenizer lets the search emit. Other
+    methods than "attention" define both in asr/decode/methods.py.
     nbest: the top DecodeOptions.nbest hypotheses, best first (nbest[0] is this one, with an
     empty nbest of its own). audio: the source it came from, when transcribing files.
     """

@@ -13,12 +13,18 @@ Every scorer works on all N = B x beam hypotheses at once (row b * beam + k is h
 utterance b) and keeps its own state, tensors whose dim 0 is the hypothesis:
 
     state = scorer.init_state()
-    scores, state = scorer.score(state, candidates)  # (N, V) or (1, V): a score for every next token
+    scores, state = scorer.score(state, candidates, blocked)  # (N, V) or (1, V): every next token
     state = scorer.select(state, index, tokens)      # hypothesis i := hypothesis index[i] + tokens[i]
 
 `index` never moves a hypothesis to another utterance. A partial scorer (CTC) scores only
 `candidates` (N, C), the pre-beam that the search takes from the other scorers, and gives every
 other token -inf; the others ignore `candidates`.
+
+`blocked` (1, V) is -inf at the tokens the search may not emit at this step whatever the hypothesis
+(the tokenizer's suppressed ids; at the first step also its initial ones), else 0. The decoder
+normalises over the other tokens, as openai-whisper applies its token suppression to the logits:
+a blocked token's probability does not lower a hypothesis' score. The search masks the combined
+score with them and with its other rules (no <eos> before min_len, ...), as ESPnet.
 """
 
 from __future__ import annotations
@@ -70,7 +76,7 @@ class Scorer(ABC):
         """The state of N = B x beam empty hypotheses (nothing emitted after the forced prefix)."""
 
     @abstractmethod
-    def score(self, state: Any, candidates: Tensor | None) -> tuple[Tensor, Any]:
+    def score(self, state: Any, candidates: Tensor | None, blocked: Tensor) -> tuple[Tensor, Any]:
         """-> (scores (N, V) or (1, V) of every next token, state to pass to `select`)."""
 
     @abstractmethod
@@ -109,9 +115,9 @@ class DecoderScorer(Scorer):
         expand = torch.arange(self.forced.size(0), device=self.forced.device).repeat_interleave(self.beam)
         return Pending(self.decoder.reorder_state(state, expand, cross=False), self.forced[expand, -1])
 
-    def score(self, state: Pending, candidates: Tensor | None) -> tuple[Tensor, Pending]:
+    def score(self, state: Pending, candidates: Tensor | None, blocked: Tensor) -> tuple[Tensor, Pending]:
         logits, inner = self.decoder.step(state.tokens, state.state)
-        return F.log_softmax(logits.float(), dim=-1), replace(state, state=inner)
+        return F.log_softmax(logits.float() + blocked, dim=-1), replace(state, state=inner)
 
     def select(self, state: Pending, index: Tensor, tokens: Tensor) -> Pending:
         return Pending(self.decoder.reorder_state(state.state, index, cross=False), tokens)
@@ -134,7 +140,8 @@ class LMScorer(Scorer):
         sos = torch.full((self.num_hyps,), SOS_ID, dtype=torch.long, device=self.device)
         return Pending(self.lm.init_state(self.num_hyps, self.device), sos)
 
-    def score(self, state: Pending, candidates: Tensor | None) -> tuple[Tensor, Pending]:
+    def score(self, state: Pending, candidates: Tensor | None, blocked: Tensor) -> tuple[Tensor, Pending]:
+        # The LM's full distribution, as its sequence_logprob scores a text (shallow fusion as ESPnet).
         logits, inner = self.lm.step(state.tokens, state.state)
         return F.log_softmax(logits.float(), dim=-1), replace(state, state=inner)
 
@@ -156,7 +163,7 @@ class LengthBonus(Scorer):
     def init_state(self) -> None:
         return None
 
-    def score(self, state: None, candidates: Tensor | None) -> tuple[Tensor, None]:
+    def score(self, state: None, candidates: Tensor | None, blocked: Tensor) -> tuple[Tensor, None]:
         return self.row, None
 
     def select(self, state: None, index: Tensor, tokens: Tensor) -> None:
@@ -228,7 +235,8 @@ class CTCPrefixScorer(Scorer):
         picked = self.log_probs.gather(2, index).view(batch, self.frames, self.beam, width)
         return picked.transpose(1, 2).reshape(hyps, self.frames, width).double()
 
-    def score(self, state: CTCState, candidates: Tensor | None) -> tuple[Tensor, CTCState]:
+    def score(self, state: CTCState, candidates: Tensor | None, blocked: Tensor) -> tuple[Tensor, CTCState]:
+        # Prefix scores are no next-token distribution: blocked tokens are masked by the search.
         hyps, vocab = state.psi.size(0), self.log_probs.size(2)
         if candidates is None:  # no pre-beam: every token is a candidate
             candidates = torch.arange(vocab, device=state.psi.device).expand(hyps, vocab)

@@ -134,11 +134,12 @@ def _score(scorers: Sequence[WeightedScorer], states: list, rules: TokenRules, h
     """
     total, candidates, outputs, new_states = None, None, {}, []
     full = sum(not s.scorer.partial for s in scorers)
+    blocked = rules.blocked_at(t)
     for i, (s, state) in enumerate(zip(scorers, states)):
         if i == full:  # the first partial scorer
             total = rules.apply(total, history, t)
             candidates = None if pre_beam is None else total.topk(pre_beam, dim=1).indices
-        outputs[s.name], state = s.scorer.score(state, candidates)
+        outputs[s.name], state = s.scorer.score(state, candidates, blocked)
         new_states.append(state)
         weighted = outputs[s.name] if s.weight == 1.0 else s.weight * outputs[s.name]
         total = weighted if total is None else total + weighted
@@ -164,10 +165,14 @@ class TokenRules:
         self.not_eos = torch.ones(vocab_size, dtype=torch.bool, device=device)
         self.not_eos[eos_id] = False
 
+    def blocked_at(self, t: int) -> Tensor:
+        """(1, V): -inf at the ids blocked at step t whatever the hypothesis, else 0."""
+        return self.initial_blocked if t == 0 else self.blocked
+
     def apply(self, scores: Tensor | None, history: Tensor, t: int) -> Tensor:
         """scores (N, V), (1, V) or None (all 0), history (N, t): the tokens emitted so far -> (N, V)."""
         hyps = self.hyp_limits.size(0)
-        blocked = self.initial_blocked if t == 0 else self.blocked
+        blocked = self.blocked_at(t)
         scores = blocked if scores is None else scores + blocked
         if scores.size(0) != hyps:
             scores = scores.expand(hyps, -1).clone()
