@@ -65,6 +65,7 @@ class Scorer(ABC):
     """One term of the score; see the module docstring for the protocol."""
 
     partial = False  # True: scores only the pre-beam candidates
+    masks_blocked = False  # True: `score` returns a new tensor each call, -inf at the blocked ids
 
     @classmethod
     @abstractmethod
@@ -96,6 +97,8 @@ class DecoderScorer(Scorer):
     """The attention decoder: log-softmax of `decoder.step`. Cross-attention K/V are computed once and
     shared by the hypotheses of an utterance (decoder.reorder_state(..., cross=False))."""
 
+    masks_blocked = True
+
     def __init__(self, decoder: nn.Module, enc: Tensor, enc_lengths: Tensor, prefix: Tensor, beam: int,
                  sos_id: int = SOS_ID):
         self.decoder, self.enc, self.enc_lengths, self.beam = decoder, enc, enc_lengths, beam
@@ -117,7 +120,8 @@ class DecoderScorer(Scorer):
 
     def score(self, state: Pending, candidates: Tensor | None, blocked: Tensor) -> tuple[Tensor, Pending]:
         logits, inner = self.decoder.step(state.tokens, state.state)
-        return F.log_softmax(logits.float() + blocked, dim=-1), replace(state, state=inner)
+        # blocked is float32: the sum is float32 whatever the network's dtype (no separate cast).
+        return F.log_softmax(logits + blocked, dim=-1), replace(state, state=inner)
 
     def select(self, state: Pending, index: Tensor, tokens: Tensor) -> Pending:
         return Pending(self.decoder.reorder_state(state.state, index, cross=False), tokens)

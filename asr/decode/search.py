@@ -135,16 +135,20 @@ def _score(scorers: Sequence[WeightedScorer], states: list, rules: TokenRules, h
     total, candidates, outputs, new_states = None, None, {}, []
     full = sum(not s.scorer.partial for s in scorers)
     blocked = rules.blocked_at(t)
+    # A full scorer that masks the blocked ids itself makes the total a new tensor with them masked
+    # already: the rules then only fill in place.
+    fresh = False
     for i, (s, state) in enumerate(zip(scorers, states)):
         if i == full:  # the first partial scorer
-            total = rules.apply(total, history, t)
+            total = rules.apply(total, history, t, fresh)
             candidates = None if pre_beam is None else total.topk(pre_beam, dim=1).indices
         outputs[s.name], state = s.scorer.score(state, candidates, blocked)
         new_states.append(state)
         weighted = outputs[s.name] if s.weight == 1.0 else s.weight * outputs[s.name]
         total = weighted if total is None else total + weighted
+        fresh = fresh or s.scorer.masks_blocked
     if full == len(scorers):
-        total = rules.apply(total, history, t)
+        total = rules.apply(total, history, t, fresh)
     return total, outputs[primary], new_states
 
 
@@ -169,11 +173,17 @@ class TokenRules:
         """(1, V): -inf at the ids blocked at step t whatever the hypothesis, else 0."""
         return self.initial_blocked if t == 0 else self.blocked
 
-    def apply(self, scores: Tensor | None, history: Tensor, t: int) -> Tensor:
-        """scores (N, V), (1, V) or None (all 0), history (N, t): the tokens emitted so far -> (N, V)."""
+    def apply(self, scores: Tensor | None, history: Tensor, t: int, fresh: bool = False) -> Tensor:
+        """scores (N, V), (1, V) or None (all 0), history (N, t): the tokens emitted so far -> (N, V).
+
+        fresh: `scores` is a new tensor, blocked ids masked already, that may be changed in place
+        (the primary scorer's log-probs may be that tensor: only the scores of tokens the search
+        does not pick change).
+        """
         hyps = self.hyp_limits.size(0)
-        blocked = self.blocked_at(t)
-        scores = blocked if scores is None else scores + blocked
+        if scores is None or not fresh:
+            blocked = self.blocked_at(t)
+            scores = blocked if scores is None else scores + blocked
         if scores.size(0) != hyps:
             scores = scores.expand(hyps, -1).clone()
         at_limit = t >= self.hyp_limits  # (N,)
