@@ -62,7 +62,7 @@ class Linear(nn.Linear):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._packed: tuple[tuple[int, int], Tensor] | None = None
+        self._packed: tuple[tuple[int, int], Tensor | None] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight
@@ -81,14 +81,17 @@ class Linear(nn.Linear):
             key = weight.data_ptr(), weight._version
         except RuntimeError:  # a tensor made in inference mode has no version counter: changes go unseen
             return None
-        if self._packed is None or self._packed[0] != key:
-            self._packed = None  # free the old copy before making the new one
-            worth_it = weight.dtype != torch.float32 or weight.numel() >= FLOAT32_MIN_PACKED
-            self._packed = key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None) if worth_it else None
-        return self._packed[1]
+        cached = self._packed  # read once: another thread may replace it meanwhile
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        self._packed = None  # free the old copy before making the new one
+        worth_it = weight.dtype != torch.float32 or weight.numel() >= FLOAT32_MIN_PACKED
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None) if worth_it else None
+        self._packed = key, packed
+        return packed
 
-    # A conversion can put a new weight at the address of an old one, with version 0 again, so the
-    # key alone cannot be trusted across these: they drop the copy outright.
+    # A conversion (.to) swaps the weight's data but keeps its version counter, and the new data may
+    # reuse the old address: the key cannot tell, so these drop the copy outright.
     def train(self, mode: bool = True) -> Linear:
         if mode:
             self._packed = None
