@@ -94,6 +94,21 @@ def test_training_autograd_and_autocast_take_f_linear():
 
 
 @needs_packing
+def test_disabling_onednn_turns_packing_off():
+    layer = make()
+    x = torch.randn(5, 48, dtype=torch.bfloat16)
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False  # what a user short of memory sets before decoding
+    try:
+        assert_matches(layer, x)
+        assert layer._packed is None
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+    assert_matches(layer, x)
+    assert layer._packed is not None
+
+
+@needs_packing
 def test_packed_layer_can_be_copied():
     layer = make()
     x = torch.randn(5, 48, dtype=torch.bfloat16)

@@ -12,9 +12,10 @@ projection) and ~20 % in bfloat16 (every weight).
 The packed copy is made on the first call without gradients in eval mode and reused while the
 weight is the same tensor, unchanged (in-place updates bump its version); `train()`, `.to()` and
 `load_state_dict` drop it. The cost is memory: in inference the packed weights are held twice
-(Whisper-tiny in bfloat16: 73 MB more). Everything else takes F.linear: training, autograd,
-autocast, non-CPU devices, other dtypes, and builds without oneDNN (the ops are internal: they are
-probed once).
+(Whisper-tiny in bfloat16: 73 MB more); `torch.backends.mkldnn.enabled = False`, set before
+decoding, avoids that (and oneDNN's other kernels). Everything else takes F.linear: training,
+autograd, autocast, non-CPU devices, other dtypes, and builds without oneDNN (the ops are internal:
+they are probed once).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class Linear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight
         if (torch.is_grad_enabled() or self.training or not x.is_cpu or x.dtype != weight.dtype
-                or torch.is_autocast_enabled("cpu") or not packing_available(x.dtype)):
+                or torch.is_autocast_enabled("cpu") or not torch.backends.mkldnn.enabled
+                or not packing_available(x.dtype)):
             return F.linear(x, weight, self.bias)
         packed = self._packed_weight(weight)
         if packed is None:
