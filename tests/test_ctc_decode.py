@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import asr
 from asr.cli.transcribe import main as transcribe_main
@@ -145,7 +144,9 @@ def test_attention_rescoring_ranks_by_the_combined_score(speech, trained):
             # Teacher forcing of one hypothesis at a time, then the weighted sum by hand.
             targets = torch.tensor([hyp.tokens], dtype=torch.long).view(1, -1)
             ys_in, ys_out = decoder_io(targets, torch.tensor([len(hyp.tokens)]), prefix)
-            logp = F.log_softmax(model.decoder(ys_in, enc[b : b + 1], enc_lengths[b : b + 1]), dim=-1)[0]
+            # Normalised over the tokens the search may emit, as the beam search does.
+            logits = model.decoder(ys_in, enc[b : b + 1], enc_lengths[b : b + 1])[0]
+            logp = logits.index_fill(1, torch.tensor(sorted(tokenizer.suppressed_ids)), float("-inf")).log_softmax(-1)
             att = sum(float(logp[u, y]) for u, y in enumerate(ys_out[0].tolist()) if y >= 0)
             lm_score = float(lm.sequence_logprob(targets, torch.tensor([len(hyp.tokens)]))[0])
             expected[hyp.tokens] = 0.6 * att + 0.4 * hyp.score + 0.5 * len(hyp.tokens) + 0.3 * lm_score

@@ -217,11 +217,13 @@ def ctc_prefix_beam_search(log_probs: Tensor, lengths: Tensor, beam: int,
 
 @torch.no_grad()
 def sequence_logprobs(decoder: torch.nn.Module, enc: Tensor, enc_lengths: Tensor, prefix: Tensor,
-                      hyps: Sequence[Sequence[int]], source: Tensor) -> tuple[Tensor, list[list[float]]]:
+                      hyps: Sequence[Sequence[int]], source: Tensor, blocked: Sequence[int] = ()
+                      ) -> tuple[Tensor, list[list[float]]]:
     """Teacher-forced log p_att(y, <eos> | x) of N hypotheses with an autoregressive decoder.
 
     enc (B, T, D), enc_lengths (B,), prefix (B, P); hyps: N token lists; source (N,): the utterance of
-    each. -> (scores (N,), per hypothesis the log-probabilities of its tokens and of <eos>).
+    each; blocked: ids never emitted, left out of the normalisation (as the beam search does).
+    -> (scores (N,), per hypothesis the log-probabilities of its tokens and of <eos>).
     """
     count = len(hyps)
     longest = max((len(h) for h in hyps), default=0)
@@ -231,10 +233,12 @@ def sequence_logprobs(decoder: torch.nn.Module, enc: Tensor, enc_lengths: Tensor
     targets = targets.to(enc.device)
     lengths = torch.tensor([len(h) for h in hyps], dtype=torch.long, device=enc.device)
     ys_in, ys_out = decoder_io(targets, lengths, prefix.index_select(0, source))
-    logits = decoder(ys_in, enc.index_select(0, source), enc_lengths.index_select(0, source))
-    logp = F.log_softmax(logits.float(), dim=-1).gather(2, ys_out.clamp(min=0)[:, :, None])[:, :, 0]
+    logits = decoder(ys_in, enc.index_select(0, source), enc_lengths.index_select(0, source)).float()
+    if blocked:
+        logits = logits.index_fill(2, torch.tensor(list(blocked), device=logits.device), float("-inf"))
+    logp = F.log_softmax(logits, dim=-1).gather(2, ys_out.clamp(min=0)[:, :, None])[:, :, 0]
     valid = ys_out != IGNORE_ID
-    scores = (logp * valid).sum(dim=1)
+    scores = torch.where(valid, logp, 0.0).sum(dim=1)  # padding gathers id 0, which may be blocked (-inf)
     rows = logp.cpu().tolist()
     skip = prefix.size(1)
     return scores, [row[skip : skip + len(h) + 1] for row, h in zip(rows, hyps)]
@@ -243,19 +247,21 @@ def sequence_logprobs(decoder: torch.nn.Module, enc: Tensor, enc_lengths: Tensor
 @torch.no_grad()
 def attention_rescoring(decoder: torch.nn.Module, enc: Tensor, enc_lengths: Tensor, prefix: Tensor,
                         nbest: Sequence[Sequence[Hypothesis]], ctc_weight: float, length_bonus: float = 0.0,
-                        lm: torch.nn.Module | None = None, lm_weight: float = 0.0) -> list[list[Hypothesis]]:
+                        lm: torch.nn.Module | None = None, lm_weight: float = 0.0, blocked: Sequence[int] = ()
+                        ) -> list[list[Hypothesis]]:
     """Rescore CTC n-best lists (their score: log P_ctc) with an autoregressive decoder, all at once.
 
     New score: (1 - ctc_weight) log p_att(y, <eos>) + ctc_weight log P_ctc(y) + lm_weight log p_lm(y, <eos>)
     + length_bonus |y|; token_logprobs: the decoder's, of each token and of <eos>. -> per utterance,
-    its hypotheses best first. enc (B, T, D), enc_lengths (B,), prefix (B, P).
+    its hypotheses best first. enc (B, T, D), enc_lengths (B,), prefix (B, P); blocked: ids the
+    decoder's distribution leaves out (the tokens never emitted, as in the beam search).
     """
     flat = [hyp for hyps in nbest for hyp in hyps]
     if not flat:
         return [[] for _ in nbest]
     source = torch.tensor([b for b, hyps in enumerate(nbest) for _ in hyps], dtype=torch.long, device=enc.device)
     tokens = [list(hyp.tokens) for hyp in flat]
-    att, token_logprobs = sequence_logprobs(decoder, enc, enc_lengths, prefix, tokens, source)
+    att, token_logprobs = sequence_logprobs(decoder, enc, enc_lengths, prefix, tokens, source, blocked)
     ctc = torch.tensor([hyp.score for hyp in flat], dtype=torch.float64)
     lengths = torch.tensor([len(t) for t in tokens], dtype=torch.float64)
     total = (1.0 - ctc_weight) * att.double().cpu() + ctc_weight * ctc + length_bonus * lengths

@@ -161,7 +161,7 @@ def run_method(model: nn.Module, enc: Tensor, enc_lengths: Tensor, prefix: Tenso
         if method == "ctc_prefix_beam":
             return nbest
         return attention_rescoring(model.decoder, enc, enc_lengths, prefix, nbest, options.ctc_weight,
-                                   options.length_bonus, lm, options.lm_weight)
+                                   options.length_bonus, lm, options.lm_weight, sorted(set(skipped) - {EOS_ID}))
     if method == "nat":
         limits = torch.clamp((enc_lengths.float() * options.max_len_ratio).long(), min=1, max=options.max_len)
         return nat_search(model, enc, enc_lengths, prefix, limits, options, [*blocked, BLANK_ID])
