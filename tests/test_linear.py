@@ -94,6 +94,14 @@ def test_training_autograd_and_autocast_take_f_linear():
 
 
 @needs_packing
+def test_wrong_input_size_is_f_linear_error():
+    layer = make()
+    with torch.no_grad(), pytest.raises(RuntimeError, match="cannot be multiplied"):
+        layer(torch.randn(5, 47, dtype=torch.bfloat16))
+    assert packing_available(torch.bfloat16)
+
+
+@needs_packing
 def test_disabling_onednn_turns_packing_off():
     layer = make()
     x = torch.randn(5, 48, dtype=torch.bfloat16)

@@ -71,13 +71,20 @@ class Linear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight
         if (torch.is_grad_enabled() or self.training or not x.is_cpu or x.dtype != weight.dtype
+                or x.size(-1) != self.in_features  # F.linear's own error message
                 or torch.is_autocast_enabled("cpu") or not torch.backends.mkldnn.enabled
                 or not packing_available(x.dtype)):
             return F.linear(x, weight, self.bias)
-        packed = self._packed_weight(weight)
-        if packed is None:
-            return F.linear(x, weight, self.bias)
-        return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [], "")
+        try:
+            packed = self._packed_weight(weight)
+            if packed is not None:
+                return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [], "")
+        except RuntimeError as error:
+            # The probe passed, yet this call failed (a case oneDNN does not support here): stop
+            # packing this dtype, once and for all, rather than fail or warn at every step.
+            _packing_works[x.dtype] = False
+            log.warning("asr: prepacked %s linear weights failed (%s); using F.linear", x.dtype, error)
+        return F.linear(x, weight, self.bias)
 
     def _packed_weight(self, weight: Tensor) -> Tensor | None:
         """The packed copy of `weight`, made again if it changed in place; None where F.linear is as fast
