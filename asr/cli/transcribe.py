@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     decoding.add_argument("--batch-seconds", type=float, default=120.0, metavar="S",
                           help="most padded audio seconds per batch (segments x longest)")
     decoding.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    # asr.model.io.DTYPES, spelled out: that module imports torch, which --help skips (a test keeps them equal).
     decoding.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                           help="what the model computes in: bfloat16 is faster on CPUs with AMX or AVX512-BF16 "
                                "(slower on others), float16 on GPUs")

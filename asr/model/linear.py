@@ -6,8 +6,8 @@ At such shapes MKL's GEMM is slow (5 rows by Whisper's 51,865 x 384 output proje
 (`mkldnn._reorder_linear_weight`) and reuse the blocked copy (`mkldnn._linear_pointwise`); these
 are the ops torch.compile's CPU backend emits for the frozen linears of an inference graph. Same
 results as F.linear up to float rounding (bit-identical in the cases measured at a few rows).
-Beam-5 decoding of Whisper-tiny (bench/whisper_compare.py) is ~10 % faster in float32 (the output
-projection) and ~20 % in bfloat16 (every weight).
+Beam-5 decoding of Whisper-tiny (bench/whisper_compare.py) is ~11 % faster in float32 (the output
+projection) and ~20 % in bfloat16 (every weight), as README says.
 
 The packed copy is made on the first call without gradients in eval mode and reused while the
 weight is the same tensor, unchanged (in-place updates bump its version); `train()`, `.to()` and
