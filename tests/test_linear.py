@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asr.model.linear import FLOAT32_MIN_PACKED, Linear, packing_available
+from asr.model.linear import FLOAT32_MIN_PACKED, Linear, fused_linear, packing_available
 
 needs_packing = pytest.mark.skipif(not packing_available(torch.bfloat16), reason="this torch build has no oneDNN")
 
@@ -132,3 +132,39 @@ def test_inference_mode_weights_take_f_linear():
         layer = make()
         x = torch.randn(5, 48, dtype=torch.bfloat16)
         torch.testing.assert_close(layer(x), reference(layer, x))
+
+
+def qkv(dtype: torch.dtype) -> tuple[Linear, Linear, Linear]:
+    """Three projections of one input, the middle one without bias (as Whisper's key)."""
+    torch.manual_seed(0)
+    return tuple(Linear(48, 48, bias=bias).to(dtype).eval() for bias in (True, False, True))
+
+
+@needs_packing
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_fused_linear_equals_separate_calls(dtype):
+    linears = qkv(dtype)
+    x = torch.randn(5, 1, 48, dtype=dtype)
+    with torch.no_grad():
+        fused = fused_linear(x, linears)
+        assert linears[0]._fused is not None, "inference fuses the three GEMMs"
+        copy.deepcopy(linears[0])  # the opaque packed copy is left out
+        linears[1].weight.mul_(-2.0)  # in place: the concatenated copy must follow
+        fused_after = fused_linear(x, linears)
+    for out, after, linear in zip(fused, fused_after, linears):
+        assert out.shape == (5, 1, 48)
+        torch.testing.assert_close(after, F.linear(x, linear.weight.detach(),
+                                                   None if linear.bias is None else linear.bias.detach()))
+    torch.testing.assert_close(fused[0], fused_after[0])
+    assert not torch.equal(fused[1], fused_after[1])
+
+
+@needs_packing
+def test_fused_linear_trains_through_each_linear():
+    linears = qkv(torch.float32)
+    for linear in linears:
+        linear.train()
+    x = torch.randn(3, 48)
+    sum(out.sum() for out in fused_linear(x, linears)).backward()
+    assert all(linear.weight.grad is not None for linear in linears)
+    assert linears[0]._fused is None

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asr.model.linear import Linear
+from asr.model.linear import Linear, fused_linear
 
 
 class MultiHeadAttention(nn.Module):
@@ -50,7 +50,11 @@ class MultiHeadAttention(nn.Module):
     def attend(self, x: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
                is_causal: bool = False) -> Tensor:
         """Attend from queries x (B, U, D) to precomputed key/value (B, H, T, Dh) -> (B, U, D)."""
-        query = self._split_heads(self.query(x))
+        return self._attend_heads(self._split_heads(self.query(x)), key, value, mask, is_causal)
+
+    def _attend_heads(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
+                      is_causal: bool = False) -> Tensor:
+        """query (B, H, U, Dh), key/value (B, H, T, Dh) -> (B, U, D)."""
         dropout = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout,
                                              is_causal=is_causal)
@@ -63,10 +67,11 @@ class MultiHeadAttention(nn.Module):
         Returns (out (N, 1, D), keys (N, H, t+1, Dh), values (N, H, t+1, Dh)). No mask is needed:
         the cache holds only the past, which is exactly what a causal mask would allow.
         """
-        new_key, new_value = self.project_kv(x)
+        # One GEMM for the three projections in inference (a step's GEMMs are mostly fixed overhead).
+        query, new_key, new_value = map(self._split_heads, fused_linear(x, (self.query, self.key, self.value)))
         key = torch.cat([key_cache, new_key], dim=2)
         value = torch.cat([value_cache, new_value], dim=2)
-        return self.attend(x, key, value), key, value
+        return self._attend_heads(query, key, value), key, value
 
     def weights(self, x: Tensor, key: Tensor, mask: Tensor | None = None) -> Tensor:
         """Attention probabilities (B, H, U, T) computed explicitly, for plots (the fused kernel hides them)."""

@@ -34,14 +34,14 @@ class DecoderState:
     self_keys/self_values: (N, H, t, Dh) per layer, the t tokens fed so far.
     cross_keys/cross_values: (N / G, H, T, Dh) per layer, projections of the encoder output, shared by
         groups of G consecutive hypotheses (G = 1 unless reordered with cross=False).
-    enc_mask: (N / G, 1, 1, T) bool, True at valid encoder frames.
+    enc_mask: (N / G, 1, 1, T) bool, True at valid encoder frames; None when all are valid.
     """
 
     self_keys: tuple[Tensor, ...]
     self_values: tuple[Tensor, ...]
     cross_keys: tuple[Tensor, ...]
     cross_values: tuple[Tensor, ...]
-    enc_mask: Tensor
+    enc_mask: Tensor | None
 
     @property
     def offset(self) -> int:
@@ -71,7 +71,7 @@ class DecoderLayer(nn.Module):
         return self._cross_and_ffn(x, cross_key, cross_value, enc_mask)
 
     def step(self, x: Tensor, self_key: Tensor, self_value: Tensor, cross_key: Tensor, cross_value: Tensor,
-             enc_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+             enc_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """One position. x (N, 1, D); self_key/value (N, H, t, Dh) -> (x (N, 1, D), keys, values (N, H, t+1, Dh))."""
         # The cache holds projections of the self-attention input, i.e. after the LayerNorm in pre-LN.
         h = self.self_norm(x) if self.normalize_before else x
@@ -87,11 +87,11 @@ class DecoderLayer(nn.Module):
         query = self.cross_norm(x) if self.normalize_before else x
         return self.cross_attn.weights(query, cross_key, enc_mask)
 
-    def _cross_and_ffn(self, x: Tensor, cross_key: Tensor, cross_value: Tensor, enc_mask: Tensor) -> Tensor:
+    def _cross_and_ffn(self, x: Tensor, cross_key: Tensor, cross_value: Tensor, enc_mask: Tensor | None) -> Tensor:
         x = self._sublayer(x, self.cross_norm, lambda h: self._cross_attend(h, cross_key, cross_value, enc_mask))
         return self._sublayer(x, self.ffn_norm, self.ffn)
 
-    def _cross_attend(self, h: Tensor, cross_key: Tensor, cross_value: Tensor, enc_mask: Tensor) -> Tensor:
+    def _cross_attend(self, h: Tensor, cross_key: Tensor, cross_value: Tensor, enc_mask: Tensor | None) -> Tensor:
         """h (N, U, D) with cross K/V of N / G rows: each group of G hypotheses attends to its shared row."""
         rows, hyps = cross_key.size(0), h.size(0)
         if rows == hyps:
@@ -152,12 +152,15 @@ class TransformerDecoder(nn.Module):
         key = cross[0][0]
         # Built from the projected keys so dtype (autocast) and device match what step will concatenate.
         empty = key.new_zeros(key.size(0), key.size(1), 0, key.size(3))
+        enc_mask = padding_mask(enc_lengths, enc.size(1))[:, None, None, :]
         return DecoderState(
             self_keys=(empty,) * len(self.layers),
             self_values=(empty,) * len(self.layers),
             cross_keys=tuple(k for k, _ in cross),
             cross_values=tuple(v for _, v in cross),
-            enc_mask=padding_mask(enc_lengths, enc.size(1))[:, None, None, :],
+            # No mask when every frame is valid (one utterance, or equal lengths): attention skips
+            # applying it at every step (one host sync here instead).
+            enc_mask=None if bool(enc_mask.all()) else enc_mask,
         )
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
@@ -189,8 +192,9 @@ class TransformerDecoder(nn.Module):
         if not cross:
             return DecoderState(pick(state.self_keys), pick(state.self_values), state.cross_keys,
                                 state.cross_values, state.enc_mask)
+        enc_mask = None if state.enc_mask is None else state.enc_mask.index_select(0, index)
         return DecoderState(pick(state.self_keys), pick(state.self_values), pick(state.cross_keys),
-                            pick(state.cross_values), state.enc_mask.index_select(0, index))
+                            pick(state.cross_values), enc_mask)
 
     @torch.no_grad()
     def cross_attention_weights(self, tokens: Tensor, enc: Tensor, enc_lengths: Tensor, layer: int = -1) -> Tensor:

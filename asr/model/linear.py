@@ -21,6 +21,7 @@ they are probed once).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -67,24 +68,25 @@ class Linear(nn.Linear):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._packed: tuple[tuple[int, int], Tensor | None] | None = None
+        self._fused: tuple[tuple[tuple[int, int], ...], Tensor, Tensor, Tensor | None] | None = None  # fused_linear
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight
-        if (torch.is_grad_enabled() or self.training or not x.is_cpu or x.dtype != weight.dtype
-                or x.size(-1) != self.in_features  # F.linear's own error message
-                or torch.is_autocast_enabled("cpu") or not torch.backends.mkldnn.enabled
-                or not packing_available(x.dtype)):
-            return F.linear(x, weight, self.bias)
+        if not self.packs(x):
+            return F.linear(x, self.weight, self.bias)
         try:
-            packed = self._packed_weight(weight)
+            packed = self._packed_weight(self.weight)
             if packed is not None:
                 return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [], "")
         except RuntimeError as error:
-            # The probe passed, yet this call failed (a case oneDNN does not support here): stop
-            # packing this dtype, once and for all, rather than fail or warn at every step.
-            _packing_works[x.dtype] = False
-            log.warning("asr: prepacked %s linear weights failed (%s); using F.linear", x.dtype, error)
-        return F.linear(x, weight, self.bias)
+            _packing_failed(x.dtype, error)
+        return F.linear(x, self.weight, self.bias)
+
+    def packs(self, x: Tensor) -> bool:
+        """Whether this call is CPU inference that packed weights serve (else F.linear)."""
+        return not (torch.is_grad_enabled() or self.training or not x.is_cpu or x.dtype != self.weight.dtype
+                    or x.size(-1) != self.in_features  # F.linear's own error message
+                    or torch.is_autocast_enabled("cpu") or not torch.backends.mkldnn.enabled
+                    or not packing_available(x.dtype))
 
     def _packed_weight(self, weight: Tensor) -> Tensor | None:
         """The packed copy of `weight`, made again if it changed in place; None where F.linear is as fast
@@ -106,17 +108,65 @@ class Linear(nn.Linear):
     # reuse the old address: the key cannot tell, so these drop the copy outright.
     def train(self, mode: bool = True) -> Linear:
         if mode:
-            self._packed = None
+            self._drop_copies()
         return super().train(mode)
 
     def _apply(self, fn: Any, recurse: bool = True) -> Linear:
-        self._packed = None
+        self._drop_copies()
         return super()._apply(fn, recurse)
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        self._packed = None
+        self._drop_copies()
         super()._load_from_state_dict(*args, **kwargs)
 
+    def _drop_copies(self) -> None:
+        self._packed = self._fused = None
+
     def __getstate__(self) -> dict[str, Any]:
-        # The packed copy is an opaque oneDNN tensor: it cannot be copied or pickled (deepcopy of a model).
-        return {**self.__dict__, "_packed": None}
+        # The packed copies are opaque oneDNN tensors: they cannot be copied or pickled (deepcopy of a model).
+        return {**self.__dict__, "_packed": None, "_fused": None}
+
+
+def fused_linear(x: Tensor, linears: Sequence[Linear]) -> tuple[Tensor, ...]:
+    """(linear(x) for linear in linears), as one GEMM by their concatenated weights in CPU inference.
+
+    For the few rows of a decoding step a GEMM costs mostly its fixed overhead (~30 us on this
+    project's CPUs whatever the size up to 384 x 1152), so the self-attention's query, key and
+    value projections cost one call instead of three. The concatenated copy lives on linears[0]
+    (dropped with its packed copy; remade when any weight or bias changes in place). The linears
+    must take the same input size; elsewhere (training, autograd, ...) they are called one by one.
+    """
+    first = linears[0]
+    if not first.packs(x):
+        return tuple(linear(x) for linear in linears)
+    try:
+        key = tuple((p.data_ptr(), p._version) for linear in linears for p in (linear.weight, linear.bias)
+                    if p is not None)
+    except RuntimeError:  # inference-mode tensors have no version counter
+        return tuple(linear(x) for linear in linears)
+    cached = first._fused
+    if cached is None or cached[0] != key:
+        first._fused = None
+        weight = torch.cat([linear.weight.detach() for linear in linears])
+        bias = torch.cat([linear.bias.detach() if linear.bias is not None
+                          else linear.weight.new_zeros(linear.out_features) for linear in linears])
+        worth_it = weight.dtype != torch.float32 or weight.numel() >= FLOAT32_MIN_PACKED
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, None) if worth_it else None
+        cached = first._fused = key, weight, bias, packed
+    _, weight, bias, packed = cached
+    out = None
+    if packed is not None:
+        try:
+            out = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+        except RuntimeError as error:
+            _packing_failed(x.dtype, error)
+    if out is None:
+        out = F.linear(x, weight, bias)
+    return out.split([linear.out_features for linear in linears], dim=-1)
+
+
+def _packing_failed(dtype: torch.dtype, error: RuntimeError) -> None:
+    # The probe passed, yet this call failed (a case oneDNN does not support here): stop packing
+    # this dtype, once and for all, rather than fail or warn at every step.
+    _packing_works[dtype] = False
+    log.warning("asr: prepacked %s linear weights failed (%s); using F.linear", dtype, error)
