@@ -431,15 +431,19 @@ def test_batched_search_with_lm_equals_reference(digits, five_lm):
                lm=build_lm(LMConfig(vocab_size=7, d_model=8, n_heads=2, n_layers=1, ffn_dim=8)))
 
 
-@pytest.mark.parametrize(("beam", "vocab", "k"), [(5, 300, 10), (3, 4, 6), (1, 50, 2)])
+@pytest.mark.parametrize(("beam", "vocab", "k"), [(5, 300, 10), (3, 4, 6), (1, 50, 2), (5, 51865, 10), (2, 3000, 4)])
 def test_best_extensions_are_the_top_k_of_the_whole_beam(beam, vocab, k):
     torch.manual_seed(0)
-    scores = torch.randn(4, beam, vocab).log_softmax(-1)
+    step_scores = torch.randn(4, beam, vocab).log_softmax(-1)
+    step_scores[:, :, torch.randint(0, vocab, (vocab // 3,))] = float("-inf")  # blocked tokens
+    step_scores[1, :, : vocab // 2] -= 20.0  # the best tokens in one part of the row (row_topk's chunks)
+    scores = torch.randn(4, beam)
     scores[0, 1:] = float("-inf")  # the first step: only one hypothesis alive
-    top, index = best_extensions(scores, k)
-    expected = scores.view(4, -1).topk(k, dim=1)
+    top, index = best_extensions(step_scores, scores, k)
+    total = (scores[:, :, None] + step_scores).view(4, -1)
+    expected = total.topk(k, dim=1)
     assert torch.equal(top, expected.values)
-    assert torch.equal(scores.view(4, -1).gather(1, index), top)
+    assert torch.equal(total.gather(1, index), top)
     assert index.unique(dim=1).size(1) == k  # distinct extensions
-    if vocab >= k:  # then all come from the live hypothesis
+    if vocab >= 2 * k:  # then all come from the live hypothesis
         assert torch.equal(index[0] // vocab, torch.zeros(k, dtype=torch.long))
