@@ -168,3 +168,20 @@ def test_fused_linear_trains_through_each_linear():
     sum(out.sum() for out in fused_linear(x, linears)).backward()
     assert all(linear.weight.grad is not None for linear in linears)
     assert linears[0]._fused is None
+
+
+@needs_packing
+@pytest.mark.parametrize(("activation", "fused"), [(torch.nn.ReLU(), True), (torch.nn.GELU(), True),
+                                                  (torch.nn.GELU(approximate="tanh"), True), (torch.nn.SiLU(), True),
+                                                  (torch.nn.Tanh(), False)])
+def test_activation_applied_by_the_gemm_equals_applied_after(activation, fused):
+    layer = make(48, 1 << 15)  # bfloat16
+    x = torch.randn(5, 1, 48, dtype=torch.bfloat16)
+    with torch.no_grad():
+        out = layer.activated(x, activation)
+    if fused:  # applied before rounding to bfloat16: as exact as rounding the exact result
+        exact = activation(F.linear(x.float(), layer.weight.float(), layer.bias.float()))
+        torch.testing.assert_close(out.float(), exact, atol=0, rtol=2**-8)
+    else:  # oneDNN has no such post-op: applied after
+        torch.testing.assert_close(out, activation(reference(layer, x)))
+    torch.testing.assert_close(layer.train().activated(x, activation), activation(reference(layer, x)))

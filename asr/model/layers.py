@@ -46,7 +46,8 @@ class FeedForward(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        first, activation, dropout, second = self.net
+        return second(dropout(first.activated(x, activation)))
 
 
 def residual(x: Tensor, norm: nn.LayerNorm, fn: Callable[[Tensor], Tensor], dropout: nn.Dropout,

@@ -71,15 +71,27 @@ class Linear(nn.Linear):
         self._fused: tuple[tuple[tuple[int, int], ...], Tensor, Tensor, Tensor | None] | None = None  # fused_linear
 
     def forward(self, x: Tensor) -> Tensor:
+        out = self._packed_call(x, ("none", [], ""))
+        return F.linear(x, self.weight, self.bias) if out is None else out
+
+    def activated(self, x: Tensor, activation: nn.Module) -> Tensor:
+        """activation(self(x)), the activation applied by the packed GEMM itself where oneDNN has it
+        (one pass over the output fewer; in bfloat16 applied before rounding, so more exact)."""
+        post_op = _post_op(activation)
+        out = None if post_op is None else self._packed_call(x, post_op)
+        return activation(self(x)) if out is None else out
+
+    def _packed_call(self, x: Tensor, post_op: tuple[str, list, str]) -> Tensor | None:
+        """The packed GEMM (then post_op), or None where F.linear serves."""
         if not self.packs(x):
-            return F.linear(x, self.weight, self.bias)
+            return None
         try:
             packed = self._packed_weight(self.weight)
             if packed is not None:
-                return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [], "")
+                return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, *post_op)
         except RuntimeError as error:
             _packing_failed(x.dtype, error)
-        return F.linear(x, self.weight, self.bias)
+        return None
 
     def packs(self, x: Tensor) -> bool:
         """Whether this call is CPU inference that packed weights serve (else F.linear)."""
@@ -163,6 +175,17 @@ def fused_linear(x: Tensor, linears: Sequence[Linear]) -> tuple[Tensor, ...]:
     if out is None:
         out = F.linear(x, weight, bias)
     return out.split([linear.out_features for linear in linears], dim=-1)
+
+
+def _post_op(activation: nn.Module) -> tuple[str, list, str] | None:
+    """oneDNN's post-op (name, scalars, algorithm) for an activation module, or None."""
+    if type(activation) is nn.ReLU:
+        return "relu", [], ""
+    if type(activation) is nn.GELU:
+        return "gelu", [], activation.approximate  # "none" (erf) or "tanh"
+    if type(activation) is nn.SiLU:
+        return "swish", [], ""
+    return None
 
 
 def _packing_failed(dtype: torch.dtype, error: RuntimeError) -> None:
