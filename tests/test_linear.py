@@ -134,29 +134,30 @@ def test_inference_mode_weights_take_f_linear():
         torch.testing.assert_close(layer(x), reference(layer, x))
 
 
-def qkv(dtype: torch.dtype) -> tuple[Linear, Linear, Linear]:
+def qkv(dtype: torch.dtype, out_features: int = 48) -> tuple[Linear, Linear, Linear]:
     """Three projections of one input, the middle one without bias (as Whisper's key)."""
     torch.manual_seed(0)
-    return tuple(Linear(48, 48, bias=bias).to(dtype).eval() for bias in (True, False, True))
+    return tuple(Linear(48, out_features, bias=bias).to(dtype).eval() for bias in (True, False, True))
 
 
 @needs_packing
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_fused_linear_equals_separate_calls(dtype):
-    linears = qkv(dtype)
+@pytest.mark.parametrize(("dtype", "out_features", "fused"), [(torch.bfloat16, 48, True), (torch.float32, 48, False),
+                                                              (torch.float32, 8192, True)])
+def test_fused_linear_equals_separate_calls(dtype, out_features, fused):
+    linears = qkv(dtype, out_features)
     x = torch.randn(5, 1, 48, dtype=dtype)
     with torch.no_grad():
-        fused = fused_linear(x, linears)
-        assert linears[0]._fused is not None, "inference fuses the three GEMMs"
+        before = fused_linear(x, linears)
+        assert (linears[0]._fused is not None) == fused, "packed weights: one GEMM; small float32 ones: three"
         copy.deepcopy(linears[0])  # the opaque packed copy is left out
         linears[1].weight.mul_(-2.0)  # in place: the concatenated copy must follow
-        fused_after = fused_linear(x, linears)
-    for out, after, linear in zip(fused, fused_after, linears):
-        assert out.shape == (5, 1, 48)
-        torch.testing.assert_close(after, F.linear(x, linear.weight.detach(),
-                                                   None if linear.bias is None else linear.bias.detach()))
-    torch.testing.assert_close(fused[0], fused_after[0])
-    assert not torch.equal(fused[1], fused_after[1])
+        after = fused_linear(x, linears)
+    for out, linear in zip(after, linears):
+        assert out.shape == (5, 1, out_features)
+        torch.testing.assert_close(out, F.linear(x, linear.weight.detach(),
+                                                 None if linear.bias is None else linear.bias.detach()))
+    torch.testing.assert_close(before[0], after[0])
+    assert not torch.equal(before[1], after[1])
 
 
 @needs_packing

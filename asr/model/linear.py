@@ -73,7 +73,7 @@ class Linear(nn.Linear):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._packed: tuple[tuple[int, int], Tensor | None] | None = None
-        self._fused: tuple[tuple[tuple[int, int], ...], Tensor, Tensor, Tensor | None] | None = None  # fused_linear
+        self._fused: tuple[tuple[tuple[int, int], ...], Tensor, Tensor] | None = None  # fused_linear
 
     def forward(self, x: Tensor) -> Tensor:
         out = self._packed_call(x, ("none", [], ""))
@@ -149,12 +149,17 @@ def fused_linear(x: Tensor, linears: Sequence[Linear]) -> tuple[Tensor, ...]:
 
     For the few rows of a decoding step a GEMM costs mostly its fixed overhead (~30 us on this
     project's CPUs whatever the size up to 384 x 1152), so the self-attention's query, key and
-    value projections cost one call instead of three. The concatenated copy lives on linears[0]
-    (dropped with its packed copy; remade when any weight or bias changes in place). The linears
+    value projections cost one call instead of three (packed, so float32 only from FLOAT32_MIN_PACKED
+    elements of weights). The packed concatenation lives on linears[0] (dropped with its packed
+    copy; remade when any weight or bias changes in place). The linears
     must take the same input size; elsewhere (training, autograd, ...) they are called one by one.
     """
     first = linears[0]
-    if not first.packs(x):
+    weight_size = sum(linear.out_features for linear in linears) * first.in_features
+    if (not first.packs(x) or any(linear.weight.dtype != x.dtype for linear in linears[1:])
+            or (x.dtype == torch.float32 and weight_size < FLOAT32_MIN_PACKED)):
+        # Mixed dtypes get each call's own error. Small float32 weights are not packed, and MKL's
+        # GEMM by their concatenation was slower than separate calls (Whisper-tiny beam 5: 1.06x).
         return tuple(linear(x) for linear in linears)
     try:
         key = tuple((p.data_ptr(), p._version) for linear in linears for p in (linear.weight, linear.bias)
@@ -167,18 +172,13 @@ def fused_linear(x: Tensor, linears: Sequence[Linear]) -> tuple[Tensor, ...]:
         weight = torch.cat([linear.weight.detach() for linear in linears])
         bias = torch.cat([linear.bias.detach() if linear.bias is not None
                           else linear.weight.new_zeros(linear.out_features) for linear in linears])
-        worth_it = weight.dtype != torch.float32 or weight.numel() >= FLOAT32_MIN_PACKED
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, None) if worth_it else None
-        cached = first._fused = key, weight, bias, packed
-    _, weight, bias, packed = cached
-    out = None
-    if packed is not None:
-        try:
-            out = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
-        except RuntimeError as error:
-            _packing_failed(x.dtype, error)
-    if out is None:
-        out = F.linear(x, weight, bias)
+        cached = first._fused = key, bias, torch.ops.mkldnn._reorder_linear_weight(weight, None)
+    _, bias, packed = cached
+    try:
+        out = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    except RuntimeError as error:
+        _packing_failed(x.dtype, error)
+        return tuple(linear(x) for linear in linears)
     return out.split([linear.out_features for linear in linears], dim=-1)
 
 
