@@ -45,6 +45,9 @@ FLOAT32_MIN_PACKED = 1 << 20
 
 _packing_works: dict[torch.dtype, bool] = {}
 
+Versions = tuple[tuple[int, int], ...]  # (data pointer, version counter) of each tensor a copy was made from
+NO_POST_OP = ("none", [], "")
+
 
 def packing_available(dtype: torch.dtype) -> bool:
     """Whether this torch build can prepack CPU linear weights of `dtype` (probed once per dtype)."""
@@ -60,7 +63,7 @@ def _probe(dtype: torch.dtype) -> bool:
     x = torch.ones(1, 2, dtype=dtype)
     try:
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
-        y = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+        y = torch.ops.mkldnn._linear_pointwise(x, packed, None, *NO_POST_OP)
     except (AttributeError, RuntimeError) as error:
         log.debug("prepacked linear weights unavailable for %s: %s", dtype, error)
         return False
@@ -72,11 +75,11 @@ class Linear(nn.Linear):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._packed: tuple[tuple[int, int], Tensor | None] | None = None
-        self._fused: tuple[tuple[tuple[int, int], ...], Tensor, Tensor] | None = None  # fused_linear
+        self._packed: tuple[Versions, Tensor | None] | None = None
+        self._fused: tuple[Versions, Tensor, Tensor] | None = None  # fused_linear's
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self._packed_call(x, ("none", [], ""))
+        out = self._packed_call(x, NO_POST_OP)
         return F.linear(x, self.weight, self.bias) if out is None else out
 
     def activated(self, x: Tensor, activation: nn.Module) -> Tensor:
@@ -84,7 +87,7 @@ class Linear(nn.Linear):
         (one pass over the output fewer; in bfloat16 applied before rounding, so more exact)."""
         post_op = _post_op(activation)
         out = None if post_op is None else self._packed_call(x, post_op)
-        return activation(self(x)) if out is None else out
+        return activation(self(x)) if out is None else out  # self(x): through the module's hooks
 
     def _packed_call(self, x: Tensor, post_op: tuple[str, list, str]) -> Tensor | None:
         """The packed GEMM (then post_op), or None where F.linear serves."""
@@ -108,15 +111,14 @@ class Linear(nn.Linear):
     def _packed_weight(self, weight: Tensor) -> Tensor | None:
         """The packed copy of `weight`, made again if it changed in place; None where F.linear is as fast
         (small float32 weights) or packing cannot see changes (inference tensors)."""
-        try:
-            key = weight.data_ptr(), weight._version
-        except RuntimeError:  # a tensor made in inference mode has no version counter: changes go unseen
+        key = _versions([weight])
+        if key is None:
             return None
         cached = self._packed  # read once: another thread may replace it meanwhile
         if cached is not None and cached[0] == key:
             return cached[1]
         self._packed = None  # free the old copy before making the new one
-        worth_it = weight.dtype != torch.float32 or weight.numel() >= FLOAT32_MIN_PACKED
+        worth_it = _worth_packing(weight.dtype, weight.numel())
         packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None) if worth_it else None
         self._packed = key, packed
         return packed
@@ -151,20 +153,18 @@ def fused_linear(x: Tensor, linears: Sequence[Linear]) -> tuple[Tensor, ...]:
     project's CPUs whatever the size up to 384 x 1152), so the self-attention's query, key and
     value projections cost one call instead of three (packed, so float32 only from FLOAT32_MIN_PACKED
     elements of weights). The packed concatenation lives on linears[0] (dropped with its packed
-    copy; remade when any weight or bias changes in place). The linears
-    must take the same input size; elsewhere (training, autograd, ...) they are called one by one.
+    copy; remade when any weight or bias changes in place). The linears must take the same input
+    size; elsewhere (training, autograd, ...) they are called one by one.
     """
     first = linears[0]
     weight_size = sum(linear.out_features for linear in linears) * first.in_features
+    # Mixed dtypes get each call's own error. Small float32 weights are not packed, and MKL's GEMM
+    # by their concatenation was slower than separate calls (Whisper-tiny beam 5: 1.06x).
     if (not first.packs(x) or any(linear.weight.dtype != x.dtype for linear in linears[1:])
-            or (x.dtype == torch.float32 and weight_size < FLOAT32_MIN_PACKED)):
-        # Mixed dtypes get each call's own error. Small float32 weights are not packed, and MKL's
-        # GEMM by their concatenation was slower than separate calls (Whisper-tiny beam 5: 1.06x).
+            or not _worth_packing(x.dtype, weight_size)):
         return tuple(linear(x) for linear in linears)
-    try:
-        key = tuple((p.data_ptr(), p._version) for linear in linears for p in (linear.weight, linear.bias)
-                    if p is not None)
-    except RuntimeError:  # inference-mode tensors have no version counter
+    key = _versions([p for linear in linears for p in (linear.weight, linear.bias) if p is not None])
+    if key is None:
         return tuple(linear(x) for linear in linears)
     cached = first._fused
     if cached is None or cached[0] != key:
@@ -175,11 +175,25 @@ def fused_linear(x: Tensor, linears: Sequence[Linear]) -> tuple[Tensor, ...]:
         cached = first._fused = key, bias, torch.ops.mkldnn._reorder_linear_weight(weight, None)
     _, bias, packed = cached
     try:
-        out = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+        out = torch.ops.mkldnn._linear_pointwise(x, packed, bias, *NO_POST_OP)
     except RuntimeError as error:
         _packing_failed(x.dtype, error)
         return tuple(linear(x) for linear in linears)
     return out.split([linear.out_features for linear in linears], dim=-1)
+
+
+def _versions(tensors: Sequence[Tensor]) -> Versions | None:
+    """What tells whether tensors changed since a copy was made of them; None for tensors made in
+    inference mode, which have no version counter (their changes would go unseen: no copy)."""
+    try:
+        return tuple((t.data_ptr(), t._version) for t in tensors)
+    except RuntimeError:
+        return None
+
+
+def _worth_packing(dtype: torch.dtype, weight_size: int) -> bool:
+    """Whether a packed copy of a weight of `weight_size` elements is faster than F.linear."""
+    return dtype != torch.float32 or weight_size >= FLOAT32_MIN_PACKED
 
 
 def _post_op(activation: nn.Module) -> tuple[str, list, str] | None:
