@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from asr.model.config import DecoderConfig
 from asr.model.decoder import DecoderLayer
-from asr.model.layers import padding_mask
+from asr.model.layers import key_padding_mask
 
 
 class BidirectionalDecoderLayer(DecoderLayer):
@@ -46,8 +46,8 @@ class BidirectionalStack(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor, enc: Tensor, enc_lengths: Tensor) -> Tensor:
         """x (B, U, D) embedded input whose first lengths (B,) positions are valid; enc (B, T, enc_dim),
         enc_lengths (B,) -> hidden states (B, U, D). Padding positions get values that nothing reads."""
-        self_mask = padding_mask(lengths, x.size(1))[:, None, None, :]
-        enc_mask = padding_mask(enc_lengths, enc.size(1))[:, None, None, :]
+        self_mask = key_padding_mask(lengths, x.size(1))
+        enc_mask = key_padding_mask(enc_lengths, enc.size(1))
         for layer in self.layers:
             x = layer(x, *layer.cross_attn.project_kv(enc), enc_mask, self_mask)
         return self.final_norm(x)
@@ -56,8 +56,8 @@ class BidirectionalStack(nn.Module):
                                 layer: int = -1) -> Tensor:
         """Cross-attention probabilities (B, H, U, T) of one layer for the embedded input x (B, U, D)."""
         target = range(len(self.layers))[layer]
-        self_mask = padding_mask(lengths, x.size(1))[:, None, None, :]
-        enc_mask = padding_mask(enc_lengths, enc.size(1))[:, None, None, :]
+        self_mask = key_padding_mask(lengths, x.size(1))
+        enc_mask = key_padding_mask(enc_lengths, enc.size(1))
         for block in self.layers[:target]:
             x = block(x, *block.cross_attn.project_kv(enc), enc_mask, self_mask)
         block = self.layers[target]

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from asr.model.attention import MultiHeadAttention
 from asr.model.config import DecoderConfig
-from asr.model.layers import FeedForward, padding_mask, residual
+from asr.model.layers import FeedForward, key_padding_mask, residual
 from asr.model.linear import Linear
 from asr.model.positional import build_positional
 
@@ -141,7 +141,7 @@ class TransformerDecoder(nn.Module):
         Position u sees tokens[:, :u + 1] only, so padding after a sequence's end needs no mask.
         """
         x = self.pos_enc(self.embed(tokens))
-        enc_mask = padding_mask(enc_lengths, enc.size(1))[:, None, None, :]
+        enc_mask = key_padding_mask(enc_lengths, enc.size(1))
         for layer in self.layers:
             x = layer(x, *layer.cross_attn.project_kv(enc), enc_mask)
         return self.output(self.final_norm(x))
@@ -152,7 +152,7 @@ class TransformerDecoder(nn.Module):
         key = cross[0][0]
         # Built from the projected keys so dtype (autocast) and device match what step will concatenate.
         empty = key.new_zeros(key.size(0), key.size(1), 0, key.size(3))
-        enc_mask = padding_mask(enc_lengths, enc.size(1))[:, None, None, :]
+        enc_mask = key_padding_mask(enc_lengths, enc.size(1))
         return DecoderState(
             self_keys=(empty,) * len(self.layers),
             self_values=(empty,) * len(self.layers),
@@ -201,7 +201,7 @@ class TransformerDecoder(nn.Module):
         """Cross-attention probabilities (B, H, U, T) of one layer under teacher forcing (for alignment plots)."""
         target = range(len(self.layers))[layer]
         x = self.pos_enc(self.embed(tokens))
-        enc_mask = padding_mask(enc_lengths, enc.size(1))[:, None, None, :]
+        enc_mask = key_padding_mask(enc_lengths, enc.size(1))
         for block in self.layers[:target]:
             x = block(x, *block.cross_attn.project_kv(enc), enc_mask)
         block = self.layers[target]

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from asr.model.attention import MultiHeadAttention
 from asr.model.config import EncoderConfig
-from asr.model.layers import FeedForward, lookup, padding_mask, residual
+from asr.model.layers import FeedForward, key_padding_mask, lookup, residual
 from asr.model.positional import build_positional
 from asr.model.subsampling import SUBSAMPLING
 
@@ -67,7 +67,7 @@ class TransformerEncoder(nn.Module):
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         x, enc_lengths = self.subsampling(feats, lengths)
         x = self.pos_enc(x)
-        mask = padding_mask(enc_lengths, x.size(1))[:, None, None, :]
+        mask = key_padding_mask(enc_lengths, x.size(1))
         for layer in self.layers:
             x = layer(x, mask)
         return self.final_norm(x), enc_lengths

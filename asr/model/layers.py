@@ -33,6 +33,12 @@ def padding_mask(lengths: Tensor, max_len: int) -> Tensor:
     return positions.unsqueeze(0) < lengths.clamp(min=1).unsqueeze(1)
 
 
+def key_padding_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """lengths (B,) -> (B, 1, 1, max_len) bool: the keys each query may attend to, for attention's mask
+    (broadcast over heads and queries)."""
+    return padding_mask(lengths, max_len)[:, None, None, :]
+
+
 class FeedForward(nn.Module):
     """Position-wise feed-forward block: Linear -> activation -> dropout -> Linear. (B, T, D) -> (B, T, D)."""
 
